@@ -367,7 +367,12 @@ class GlobalAveragePrecision(_BufferMetric):
     under ``tf.distribute.MirroredStrategy`` when the metric is constructed
     inside ``strategy.scope()``: pooled pairs are then ordered replica by
     replica, which can only matter for exactly tied predictions.
+    (Exact means the final value read outside the replicas, e.g. what
+    ``model.evaluate`` returns and the epoch logs of ``fit``; per-step progress
+    values under a strategy are per-replica values averaged by Keras.)
 
+    Unlike :func:`gap`, which clips ``top_k`` to ``num_classes``, the metric
+    raises ``ValueError`` when ``num_classes < top_k``.
     ``sample_weight`` is not supported (``NotImplementedError``).
     """
 
