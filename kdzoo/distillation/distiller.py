@@ -1,0 +1,334 @@
+"""`Distiller`: a teacher that sees every frame teaches a student that sees k frames.
+
+One batch of padded videos ``({"frames": (B, T, D), "mask": (B, T)}, labels (B, C))``
+goes through one step:
+
+    teacher(frames, mask)                    -> E_T, P_T
+    student(k frames chosen by the sampler)  -> E_S, P_S
+    loss = w_ce * L_CE(labels, P_S) + w_rep * ||E_T - proj(E_S)||^2 + w_pred * d(P_T, P_S)
+
+``mode="serial"``: the teacher is pretrained and frozen (inference mode, never updated).
+``mode="parallel"``: the teacher trains at the same time on its own L_CE; the distillation
+losses do not flow back into it unless ``distill_into_teacher=True``.
+With ``teacher=None`` the same code path trains the paper's no-teacher baselines
+(a student on L_CE alone with any sampler).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from kdzoo import metrics as kd_metrics
+from kdzoo import sampling
+from kdzoo.distillation import losses as kd_losses
+from kdzoo.models import embedding_size, input_spec
+
+MODES = ("serial", "parallel")
+METRICS = ("gap", "hit_at_one", "perr", "map")
+
+
+@keras.saving.register_keras_serializable(package="kdzoo")
+class Distiller(keras.Model):
+    """Trains a k-frame student from an all-frame teacher with `fit`.
+
+    Args:
+        teacher: a kdzoo model (see `kdzoo.models.build_model`) that sees all frames,
+            or None to train the student on the labels alone.
+        student: a kdzoo model that sees `frames` frames.
+        frames: k, the number of frames the student sees per video; None shows the
+            student every frame (how teachers themselves are trained, with teacher=None).
+        sampler: how the k frames are chosen (`kdzoo.sampling.SAMPLERS`).
+        mode: ``"serial"`` (frozen teacher) or ``"parallel"`` (joint training).
+        ce_weight: weight of the student's L_CE.
+        representation_weight: weight of L_rep.
+        prediction_weight: weight of L_pred.
+        prediction_loss: ``"bce"`` or ``"mse"`` (see `kdzoo.distillation.losses`).
+        teacher_ce_weight: weight of the teacher's own L_CE in parallel mode.
+        distill_into_teacher: in parallel mode, let L_rep and L_pred update the teacher.
+        metrics: names of the quality metrics tracked for the student and the teacher
+            (``"gap"``, ``"hit_at_one"``, ``"perr"``, ``"map"``).
+        metric_capacity: most videos one epoch of GAP/mAP metrics can hold.
+        seed: seed of the random sampler (each training step draws anew).
+
+    Call arguments (`predict`, `__call__`):
+        inputs: ``{"frames": (batch, frames, features), "mask": (batch, frames)}``;
+            may also hold the student's view as ``"student_frames"``/``"student_mask"``.
+
+    Returns the student's ``{"embedding", "predictions"}`` (``predict(..., role="teacher")``
+    gives the teacher's).
+    """
+
+    def __init__(
+        self,
+        teacher: keras.Model | None,
+        student: keras.Model,
+        frames: int | None,
+        sampler: str = "uniform",
+        mode: str = "serial",
+        ce_weight: float = 1.0,
+        representation_weight: float = 0.01,
+        prediction_weight: float = 1.0,
+        prediction_loss: str = "bce",
+        teacher_ce_weight: float = 1.0,
+        distill_into_teacher: bool = False,
+        metrics: Sequence[str] = ("gap", "hit_at_one"),
+        metric_capacity: int = 100_000,
+        seed: int = 0,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if frames is not None and (not isinstance(frames, int) or isinstance(frames, bool) or frames <= 0):
+            raise ValueError(f"Expected a positive integer frame count k. Received: frames={frames!r}")
+        if sampler not in sampling.SAMPLERS:
+            raise ValueError(f"Unknown sampler {sampler!r}. Expected one of {sampling.SAMPLERS}.")
+        if mode not in MODES:
+            raise ValueError(f"Unknown mode {mode!r}. Expected one of {MODES}.")
+        if prediction_loss not in kd_losses.PREDICTION_LOSSES:
+            raise ValueError(
+                f"Unknown prediction loss {prediction_loss!r}. Expected one of {kd_losses.PREDICTION_LOSSES}."
+            )
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown:
+            raise ValueError(f"Unknown metrics {unknown}. Expected names from {METRICS}.")
+        student_frames, feature_size = input_spec(student)
+        if frames is None and teacher is not None:
+            raise ValueError("A student distilled from a teacher needs a frame count k (frames=...).")
+        if student_frames is not None and frames is not None and student_frames != frames:
+            raise ValueError(
+                f"The student was built for {student_frames} frames but the Distiller samples "
+                f"frames={frames}. Build the student with frames={frames} or frames=None."
+            )
+        if teacher is not None:
+            teacher_frames, teacher_features = input_spec(teacher)
+            if teacher_features != feature_size:
+                raise ValueError(
+                    f"Teacher and student expect different frame widths: teacher {teacher_features}, "
+                    f"student {feature_size}."
+                )
+            if teacher_frames is not None and frames > teacher_frames:
+                raise ValueError(
+                    f"The student's k={frames} frames exceed the teacher's {teacher_frames} frames; "
+                    "k must be at most the teacher's frame count."
+                )
+            teacher.trainable = mode == "parallel"
+        self.teacher = teacher
+        self.student = student
+        self.frames = frames
+        self.sampler = sampler
+        self.mode = mode
+        self.ce_weight = float(ce_weight)
+        self.representation_weight = float(representation_weight)
+        self.prediction_weight = float(prediction_weight)
+        self.prediction_loss = prediction_loss
+        self.teacher_ce_weight = float(teacher_ce_weight)
+        self.distill_into_teacher = bool(distill_into_teacher)
+        self.metric_names = tuple(metrics)
+        self.metric_capacity = int(metric_capacity)
+        self.seed = int(seed)
+        self.feature_size = feature_size
+
+        self.projection = None
+        if teacher is not None and embedding_size(teacher) != embedding_size(student):
+            self.projection = keras.layers.Dense(embedding_size(teacher), dtype="float32", name="projection")
+            self.projection.build((None, embedding_size(student)))
+
+        loss_names = ["loss", "ce_loss"]
+        if teacher is not None:
+            loss_names += ["rep_loss", "pred_loss"]
+            if mode == "parallel":
+                loss_names.append("teacher_ce_loss")
+        self.loss_trackers = {n: keras.metrics.Mean(name=n) for n in loss_names}
+        num_classes = int(student.get_layer("predictions").output.shape[-1])
+        roles = ("student", "teacher") if teacher is not None else ("student",)
+        self.quality_metrics = {
+            role: [self._make_metric(m, f"{role}_{m}", num_classes) for m in self.metric_names]
+            for role in roles
+        }
+        self._predict_role = "student"
+        self.built = True
+
+    def _make_metric(self, name: str, full_name: str, num_classes: int) -> keras.metrics.Metric:
+        if name == "gap":
+            return kd_metrics.GlobalAveragePrecision(
+                top_k=min(20, num_classes), capacity=self.metric_capacity, name=full_name
+            )
+        if name == "map":
+            return kd_metrics.MeanAveragePrecision(num_classes, capacity=self.metric_capacity, name=full_name)
+        if name == "perr":
+            return kd_metrics.PERR(name=full_name)
+        return kd_metrics.HitAtOne(name=full_name)
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        out = list(self.loss_trackers.values())
+        for role_metrics in self.quality_metrics.values():
+            out.extend(role_metrics)
+        return out
+
+    # ----------------------------------------------------------------- inputs
+    def _unpack(self, inputs: Any) -> tuple[Any, Any]:
+        if isinstance(inputs, Mapping):
+            if "frames" not in inputs:
+                raise ValueError(f"Expected inputs with a 'frames' key. Received keys: {sorted(inputs)}")
+            frames = inputs["frames"]
+            mask = inputs.get("mask")
+        else:
+            frames, mask = inputs, None
+        frames = ops.convert_to_tensor(frames)
+        if len(frames.shape) != 3 or frames.shape[-1] != self.feature_size:
+            raise ValueError(
+                f"Expected frames of shape (batch, frames, {self.feature_size}). Received: {tuple(frames.shape)}"
+            )
+        if frames.shape[1] is not None and self.teacher is not None and self.frames > frames.shape[1]:
+            raise ValueError(
+                f"The student's k={self.frames} exceeds the {frames.shape[1]} frames in the batch."
+            )
+        frames = ops.cast(frames, "float32")
+        if mask is None:
+            mask = ops.ones(ops.shape(frames)[:2], dtype="float32")
+        return frames, ops.cast(mask, "float32")
+
+    def student_view(self, inputs: Any, training: bool = False) -> dict[str, Any]:
+        """The student's input: k frames per video chosen from its true length.
+
+        Returns ``{"frames": (batch, k, features), "mask": (batch, k)}``.
+        """
+        if isinstance(inputs, Mapping) and "student_frames" in inputs:
+            return {
+                "frames": ops.cast(inputs["student_frames"], "float32"),
+                "mask": ops.cast(inputs["student_mask"], "float32"),
+            }
+        frames, mask = self._unpack(inputs)
+        if self.frames is None:
+            return {"frames": frames, "mask": mask}
+        seed = None
+        if training and self.sampler == "random" and getattr(self, "optimizer", None) is not None:
+            seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(self.optimizer.iterations, tf.int64)])
+        elif self.sampler == "random":
+            seed = tf.constant([self.seed, 0], tf.int64)
+        k_frames, k_mask = sampling.sample_frames(
+            frames, mask, self.frames, method=self.sampler, training=training, seed=seed
+        )
+        return {"frames": k_frames, "mask": k_mask}
+
+    # ----------------------------------------------------------------- forward
+    def call(self, inputs: Any, training: bool = False) -> dict[str, Any]:
+        return self.student(self.student_view(inputs, training=training), training=training)
+
+    def compute_losses(self, inputs: Any, labels: Any, training: bool = False):
+        """All losses of one batch, plus both models' outputs.
+
+        Returns ``(losses, student_outputs, teacher_outputs)`` where ``losses`` maps the
+        names in ``loss_trackers`` to scalars and ``teacher_outputs`` is None without a teacher.
+        """
+        labels = ops.cast(labels, "float32")
+        student_out = self.student(self.student_view(inputs, training=training), training=training)
+        ce = kd_losses.classification_loss(labels, student_out["predictions"])
+        losses = {"ce_loss": ce}
+        total = self.ce_weight * ce
+        teacher_out = None
+        if self.teacher is not None:
+            frames, mask = self._unpack(inputs)
+            teacher_training = training and self.mode == "parallel"
+            teacher_out = self.teacher({"frames": frames, "mask": mask}, training=teacher_training)
+            e_t, p_t = teacher_out["embedding"], teacher_out["predictions"]
+            if not (self.mode == "parallel" and self.distill_into_teacher):
+                e_t, p_t = ops.stop_gradient(e_t), ops.stop_gradient(p_t)
+            e_s = student_out["embedding"]
+            if self.projection is not None:
+                e_s = self.projection(e_s)
+            losses["rep_loss"] = kd_losses.representation_loss(e_t, e_s)
+            losses["pred_loss"] = kd_losses.prediction_loss(p_t, student_out["predictions"], self.prediction_loss)
+            total = (
+                total
+                + self.representation_weight * losses["rep_loss"]
+                + self.prediction_weight * losses["pred_loss"]
+            )
+            if self.mode == "parallel":
+                losses["teacher_ce_loss"] = kd_losses.classification_loss(labels, teacher_out["predictions"])
+                total = total + self.teacher_ce_weight * losses["teacher_ce_loss"]
+        losses["loss"] = total
+        return losses, student_out, teacher_out
+
+    def _update_metrics(self, losses, labels, student_out, teacher_out) -> dict[str, Any]:
+        for name, tracker in self.loss_trackers.items():
+            tracker.update_state(losses[name])
+        outputs = {"student": student_out, "teacher": teacher_out}
+        for role, role_metrics in self.quality_metrics.items():
+            for metric in role_metrics:
+                metric.update_state(labels, outputs[role]["predictions"])
+        return {m.name: m.result() for m in self.metrics}
+
+    # ----------------------------------------------------------------- steps
+    def train_step(self, data):
+        inputs, labels = data[0], data[1]
+        with tf.GradientTape() as tape:
+            losses, student_out, teacher_out = self.compute_losses(inputs, labels, training=True)
+            # Per-replica mean: gradients are summed across replicas by the optimizer.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(losses["loss"] / replicas)
+        variables = self.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(
+            [(g, v) for g, v in zip(gradients, variables) if g is not None]
+        )
+        return self._update_metrics(losses, ops.cast(labels, "float32"), student_out, teacher_out)
+
+    def test_step(self, data):
+        inputs, labels = data[0], data[1]
+        losses, student_out, teacher_out = self.compute_losses(inputs, labels, training=False)
+        return self._update_metrics(losses, ops.cast(labels, "float32"), student_out, teacher_out)
+
+    def predict_step(self, data):
+        inputs = data[0] if isinstance(data, tuple) else data
+        if self._predict_role == "teacher":
+            frames, mask = self._unpack(inputs)
+            return self.teacher({"frames": frames, "mask": mask}, training=False)
+        return self(inputs, training=False)
+
+    def predict(self, x, *args, role: str = "student", **kwargs):
+        """Predicts with the student (default) or, with ``role="teacher"``, the teacher."""
+        if role not in ("student", "teacher"):
+            raise ValueError(f"Unknown role {role!r}. Expected 'student' or 'teacher'.")
+        if role == "teacher" and self.teacher is None:
+            raise ValueError("This Distiller has no teacher; predict with role='student'.")
+        if role != self._predict_role:
+            self._predict_role = role
+            self.predict_function = None
+        return super().predict(x, *args, **kwargs)
+
+    # ----------------------------------------------------------------- config
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "teacher": None if self.teacher is None else keras.saving.serialize_keras_object(self.teacher),
+                "student": keras.saving.serialize_keras_object(self.student),
+                "frames": self.frames,
+                "sampler": self.sampler,
+                "mode": self.mode,
+                "ce_weight": self.ce_weight,
+                "representation_weight": self.representation_weight,
+                "prediction_weight": self.prediction_weight,
+                "prediction_loss": self.prediction_loss,
+                "teacher_ce_weight": self.teacher_ce_weight,
+                "distill_into_teacher": self.distill_into_teacher,
+                "metrics": list(self.metric_names),
+                "metric_capacity": self.metric_capacity,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Distiller":
+        config = dict(config)
+        teacher = config.pop("teacher")
+        config["teacher"] = None if teacher is None else keras.saving.deserialize_keras_object(teacher)
+        config["student"] = keras.saving.deserialize_keras_object(config.pop("student"))
+        return cls(**config)

@@ -1,0 +1,154 @@
+"""Video classifiers built from a plain config: frames -> aggregator -> embedding -> head.
+
+Every model built here has the same contract, which the Distiller, the zoo and the
+profiler rely on:
+
+* inputs ``{"frames": (batch, frames, features) float32, "mask": (batch, frames)}``
+  where ``mask`` is 1 for real frames and 0 for padding at the end of a video;
+* outputs ``{"embedding": (batch, embedding_size), "predictions": (batch, num_classes)}``,
+  the video embedding E and the sigmoid class probabilities P (both float32, also
+  under a ``mixed_float16`` policy).
+
+A config is a plain dict (it comes from YAML in ``zoo_configs/``)::
+
+    {
+        "family": "netvlad",          # netvlad | nextvlad | hrnn | lstm | gru | pooling
+        "feature_size": 128,          # width of one frame
+        "num_classes": 527,
+        "frames": 10,                 # frames the model sees; None = any number
+        "aggregator": {"num_clusters": 32, "output_size": 256},
+        "hidden_size": None,          # optional Dense+ReLU after the aggregator
+        "dropout": 0.5,               # before the head
+        "context_gating": True,
+        "head": {"num_mixtures": 2, "l2": 1e-6},
+        "name": "netvlad_teacher",
+    }
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+
+from kdzoo import layers as kd_layers
+
+FAMILIES = ("netvlad", "nextvlad", "hrnn", "lstm", "gru", "pooling")
+
+_DEFAULT_AGGREGATOR = {
+    "netvlad": {"num_clusters": 32, "output_size": 256},
+    "nextvlad": {"num_clusters": 32, "expansion": 2, "groups": 8, "output_size": 256},
+    "hrnn": {"units": 256, "block_size": 5, "cell": "lstm"},
+    "lstm": {"units": 256},
+    "gru": {"units": 256},
+    "pooling": {"mode": "mean_max"},
+}
+
+_KNOWN_KEYS = {
+    "family",
+    "feature_size",
+    "num_classes",
+    "frames",
+    "aggregator",
+    "hidden_size",
+    "dropout",
+    "context_gating",
+    "head",
+    "name",
+}
+
+
+def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Validates a model config and fills in defaults. Returns a new dict."""
+    if not isinstance(config, Mapping):
+        raise TypeError(f"Expected a mapping as model config. Received: {type(config).__name__}")
+    unknown = set(config) - _KNOWN_KEYS
+    if unknown:
+        raise ValueError(
+            f"Unknown model config keys {sorted(unknown)}. Expected a subset of {sorted(_KNOWN_KEYS)}."
+        )
+    family = config.get("family")
+    if family not in FAMILIES:
+        raise ValueError(f"Unknown model family {family!r}. Expected one of {FAMILIES}.")
+    out = copy.deepcopy(dict(config))
+    for key in ("feature_size", "num_classes"):
+        value = out.get(key)
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"Expected a positive integer for {key!r}. Received: {key}={value!r}")
+    frames = out.setdefault("frames", None)
+    if frames is not None and (not isinstance(frames, int) or frames <= 0):
+        raise ValueError(f"Expected a positive integer or None for 'frames'. Received: frames={frames!r}")
+    aggregator = dict(_DEFAULT_AGGREGATOR[family])
+    aggregator.update(out.get("aggregator") or {})
+    out["aggregator"] = aggregator
+    out.setdefault("hidden_size", None)
+    out.setdefault("dropout", 0.0)
+    if not 0.0 <= float(out["dropout"]) < 1.0:
+        raise ValueError(f"Expected 0 <= dropout < 1. Received: dropout={out['dropout']!r}")
+    out.setdefault("context_gating", False)
+    head = {"num_mixtures": 2, "l2": 0.0}
+    head.update(out.get("head") or {})
+    out["head"] = head
+    out.setdefault("name", f"{family}_model")
+    return out
+
+
+def _make_aggregator(family: str, kwargs: Mapping[str, Any]) -> keras.layers.Layer:
+    kwargs = dict(kwargs)
+    if family == "netvlad":
+        return kd_layers.NetVLAD(name="netvlad", **kwargs)
+    if family == "nextvlad":
+        return kd_layers.NeXtVLAD(name="nextvlad", **kwargs)
+    if family == "hrnn":
+        return kd_layers.HierarchicalRNN(name="hrnn", **kwargs)
+    if family in ("lstm", "gru"):
+        kwargs.setdefault("cell", family)
+        return kd_layers.RecurrentAggregator(name=family, **kwargs)
+    return kd_layers.FramePooling(name="pooling", **kwargs)
+
+
+def build_model(config: Mapping[str, Any]) -> keras.Model:
+    """Builds a video classifier from a config (see the module docstring).
+
+    Args:
+        config: model config dict.
+
+    Returns:
+        A functional `keras.Model` mapping ``{"frames", "mask"}`` to
+        ``{"embedding", "predictions"}``.
+    """
+    cfg = normalize_config(config)
+    frames = keras.Input(shape=(cfg["frames"], cfg["feature_size"]), name="frames")
+    mask = keras.Input(shape=(cfg["frames"],), name="mask")
+    x = _make_aggregator(cfg["family"], cfg["aggregator"])(frames, mask=mask)
+    if cfg["hidden_size"]:
+        x = keras.layers.Dense(cfg["hidden_size"], activation="relu", name="hidden")(x)
+    embedding = keras.layers.Activation("linear", dtype="float32", name="embedding")(x)
+    x = embedding
+    if cfg["dropout"]:
+        x = keras.layers.Dropout(cfg["dropout"], name="dropout")(x)
+    if cfg["context_gating"]:
+        x = kd_layers.ContextGating(name="context_gating")(x)
+    head = cfg["head"]
+    probs = kd_layers.MixtureOfExperts(
+        cfg["num_classes"], num_mixtures=head["num_mixtures"], l2=head["l2"], name="moe"
+    )(x)
+    predictions = keras.layers.Activation("linear", dtype="float32", name="predictions")(probs)
+    return keras.Model(
+        inputs={"frames": frames, "mask": mask},
+        outputs={"embedding": embedding, "predictions": predictions},
+        name=cfg["name"],
+    )
+
+
+def embedding_size(model: keras.Model) -> int:
+    """Width of a kdzoo model's video embedding E."""
+    return int(model.get_layer("embedding").output.shape[-1])
+
+
+def input_spec(model: keras.Model) -> tuple[int | None, int]:
+    """(frames, feature_size) a kdzoo model expects; frames is None when any count works."""
+    shape = model.get_layer("frames").output.shape
+    return shape[1], int(shape[2])

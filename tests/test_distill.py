@@ -1,0 +1,301 @@
+"""Distiller: losses against independent references, serial/parallel semantics, fit with
+callbacks, mixed precision, MirroredStrategy, saving."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kdzoo.distillation import Distiller
+from kdzoo.distillation import losses as kd_losses
+from kdzoo.models import build_model
+
+FEATURES = 6
+CLASSES = 5
+FRAMES = 8
+
+
+def small_config(family="pooling", frames=None, name="m", **overrides):
+    aggregator = {
+        "pooling": {"mode": "mean_max"},
+        "netvlad": {"num_clusters": 4, "output_size": 8},
+        "nextvlad": {"num_clusters": 4, "expansion": 2, "groups": 2, "output_size": 8},
+        "hrnn": {"units": 8, "block_size": 2},
+    }[family]
+    config = {
+        "family": family,
+        "feature_size": FEATURES,
+        "num_classes": CLASSES,
+        "frames": frames,
+        "aggregator": aggregator,
+        "hidden_size": 16,
+        "head": {"num_mixtures": 2},
+        "name": name,
+    }
+    config.update(overrides)
+    return config
+
+
+def synthetic_videos(n=64, seed=0):
+    """Padded videos whose labels are a fixed function of their frames (learnable)."""
+    rng = np.random.default_rng(seed)
+    frames = rng.normal(size=(n, FRAMES, FEATURES)).astype("float32")
+    lengths = rng.integers(3, FRAMES + 1, size=n)
+    mask = (np.arange(FRAMES)[None, :] < lengths[:, None]).astype("float32")
+    frames *= mask[..., None]
+    mean = frames.sum(1) / lengths[:, None]
+    w = np.random.default_rng(123).normal(size=(FEATURES, CLASSES))
+    labels = (mean @ w > 0.0).astype("float32")
+    return {"frames": frames, "mask": mask}, labels
+
+
+def make_distiller(mode="serial", teacher_family="pooling", student_family="pooling", k=3, **kwargs):
+    keras.utils.set_random_seed(1)
+    teacher = build_model(small_config(teacher_family, frames=FRAMES, name="teacher"))
+    student = build_model(small_config(student_family, frames=k, name="student", hidden_size=12))
+    return Distiller(teacher, student, frames=k, mode=mode, **kwargs)
+
+
+def test_ce_only_loss_equals_keras_bce_on_student():
+    x, y = synthetic_videos(16)
+    distiller = make_distiller(representation_weight=0.0, prediction_weight=0.0)
+    losses, _, _ = distiller.compute_losses(x, y, training=False)
+    # Independent path: gather the uniform frames in numpy, run the student, Keras' BCE.
+    lengths = x["mask"].sum(1).astype(int)
+    idx = np.floor((np.arange(3)[None, :] + 0.5) * lengths[:, None] / 3).astype(int)
+    picked = np.take_along_axis(x["frames"], idx[..., None], axis=1)
+    probs = distiller.student({"frames": picked, "mask": np.ones((16, 3), "float32")})["predictions"]
+    expected = keras.losses.BinaryCrossentropy()(y, probs)
+    np.testing.assert_allclose(float(losses["loss"]), float(expected), rtol=1e-6)
+
+
+def test_rep_and_pred_losses_vanish_for_identical_models():
+    keras.utils.set_random_seed(2)
+    model = build_model(small_config(frames=None, name="same"))
+    distiller = Distiller(model, model, frames=FRAMES, sampler="first", prediction_loss="mse")
+    x, y = synthetic_videos(8)
+    x["mask"] = np.ones_like(x["mask"])  # every frame real: "first" k=FRAMES picks them all
+    losses, _, _ = distiller.compute_losses(x, y)
+    assert float(losses["rep_loss"]) == pytest.approx(0.0, abs=1e-10)
+    assert float(losses["pred_loss"]) == pytest.approx(0.0, abs=1e-10)
+
+
+def test_prediction_and_representation_losses_hand_checked():
+    p_t = np.array([[0.5, 1.0]], "float32")
+    p_s = np.array([[0.25, 0.5]], "float32")
+    # mse: ((0.25)^2 + (0.5)^2) / 2 = 0.15625
+    assert float(kd_losses.prediction_loss(p_t, p_s, "mse")) == pytest.approx(0.15625)
+    # bce: -(0.5 ln .25 + 0.5 ln .75 + 1 ln .5 + 0 ln .5) / 2
+    expected = -(0.5 * np.log(0.25) + 0.5 * np.log(0.75) + np.log(0.5)) / 2
+    assert float(kd_losses.prediction_loss(p_t, p_s, "bce")) == pytest.approx(expected, rel=1e-6)
+    e_t = np.array([[1.0, 2.0], [0.0, 0.0]], "float32")
+    e_s = np.array([[0.0, 0.0], [3.0, 4.0]], "float32")
+    # per video: 1 + 4 = 5 and 9 + 16 = 25, mean 15
+    assert float(kd_losses.representation_loss(e_t, e_s)) == pytest.approx(15.0)
+    with pytest.raises(ValueError, match="Unknown prediction loss"):
+        kd_losses.prediction_loss(p_t, p_s, "kl2")
+
+
+def test_student_sees_k_frames_from_true_length():
+    distiller = make_distiller(k=3)
+    n = 10
+    lengths = np.arange(1, n + 1) % FRAMES + 1
+    mask = (np.arange(FRAMES)[None, :] < lengths[:, None]).astype("float32")
+    # frame t of every video carries the value t + 1, padding carries -1
+    frames = np.broadcast_to((np.arange(FRAMES) + 1.0)[None, :, None], (n, FRAMES, FEATURES)).copy()
+    frames[mask == 0] = -1.0
+    for sampler in ("uniform", "random", "first", "middle", "last", "first_middle_last"):
+        distiller.sampler = sampler
+        view = distiller.student_view({"frames": frames, "mask": mask}, training=sampler == "random")
+        picked = np.asarray(view["frames"])
+        assert picked.shape == (n, 3, FEATURES)
+        positions = picked[:, :, 0] - 1
+        assert (positions >= 0).all(), sampler
+        assert (positions < lengths[:, None]).all(), sampler
+
+
+def _fit(distiller, epochs=2, **kwargs):
+    x, y = synthetic_videos(64)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
+    return distiller.fit(x, y, batch_size=16, epochs=epochs, verbose=0, **kwargs)
+
+
+def test_serial_mode_freezes_teacher_bit_identical():
+    distiller = make_distiller(mode="serial", teacher_family="netvlad", student_family="nextvlad")
+    teacher_before = [w.copy() for w in distiller.teacher.get_weights()]
+    student_before = [w.copy() for w in distiller.student.get_weights()]
+    _fit(distiller)
+    for a, b in zip(teacher_before, distiller.teacher.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(student_before, distiller.student.get_weights()))
+
+
+def test_parallel_mode_trains_both():
+    distiller = make_distiller(mode="parallel", teacher_family="hrnn")
+    teacher_before = [w.copy() for w in distiller.teacher.get_weights()]
+    student_before = [w.copy() for w in distiller.student.get_weights()]
+    history = _fit(distiller)
+    assert "teacher_ce_loss" in history.history
+    assert any(not np.array_equal(a, b) for a, b in zip(teacher_before, distiller.teacher.get_weights()))
+    assert any(not np.array_equal(a, b) for a, b in zip(student_before, distiller.student.get_weights()))
+
+
+def test_parallel_mode_distillation_does_not_reach_teacher():
+    """With w_ce(teacher) = 0 the teacher only gets gradients if distillation flows back."""
+    x, y = synthetic_videos(16)
+    for distill_into_teacher, expect_grad in ((False, False), (True, True)):
+        distiller = make_distiller(
+            mode="parallel", teacher_ce_weight=0.0, distill_into_teacher=distill_into_teacher
+        )
+        with tf.GradientTape() as tape:
+            losses, _, _ = distiller.compute_losses(x, y, training=True)
+        grads = tape.gradient(losses["loss"], distiller.teacher.trainable_variables)
+        has_grad = any(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
+        assert has_grad == expect_grad
+
+
+def test_no_teacher_baseline_runs_through_same_path():
+    keras.utils.set_random_seed(3)
+    student = build_model(small_config(frames=2, name="student"))
+    distiller = Distiller(None, student, frames=2, sampler="random")
+    history = _fit(distiller, epochs=3)
+    assert set(history.history) == {"loss", "ce_loss", "student_gap", "student_hit_at_one"}
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_fit_reports_losses_and_both_models_metrics_and_evaluate():
+    distiller = make_distiller()
+    history = _fit(distiller, epochs=1)
+    for key in ("loss", "ce_loss", "rep_loss", "pred_loss", "student_gap", "teacher_gap",
+                "student_hit_at_one", "teacher_hit_at_one"):
+        assert key in history.history, key
+    x, y = synthetic_videos(32, seed=5)
+    results = distiller.evaluate(x, y, batch_size=8, return_dict=True, verbose=0)
+    teacher_probs = distiller.predict(x, role="teacher", verbose=0)["predictions"]
+    student_probs = distiller.predict(x, verbose=0)["predictions"]
+    from kdzoo import metrics
+    assert results["teacher_gap"] == pytest.approx(metrics.gap(teacher_probs, y, top_k=CLASSES), abs=1e-5)
+    assert results["student_gap"] == pytest.approx(metrics.gap(student_probs, y, top_k=CLASSES), abs=1e-5)
+
+
+def test_fit_with_callbacks_and_backup_restore(tmp_path):
+    distiller = make_distiller()
+    callbacks = [
+        keras.callbacks.TensorBoard(log_dir=str(tmp_path / "tb")),
+        keras.callbacks.ModelCheckpoint(str(tmp_path / "ckpt.keras")),
+        keras.callbacks.BackupAndRestore(str(tmp_path / "backup")),
+        keras.callbacks.EarlyStopping(monitor="loss", patience=5),
+    ]
+    _fit(distiller, epochs=2, callbacks=callbacks)
+    assert (tmp_path / "ckpt.keras").exists()
+    assert list((tmp_path / "tb").rglob("events.out.tfevents*"))
+    restored = keras.saving.load_model(tmp_path / "ckpt.keras")
+    x, _ = synthetic_videos(8, seed=9)
+    np.testing.assert_allclose(
+        restored.predict(x, verbose=0)["predictions"], distiller.predict(x, verbose=0)["predictions"], atol=1e-6
+    )
+
+
+def test_save_load_round_trip_and_student_alone(tmp_path):
+    distiller = make_distiller(teacher_family="netvlad", student_family="hrnn", sampler="middle")
+    _fit(distiller, epochs=1)
+    x, _ = synthetic_videos(8, seed=4)
+    path = tmp_path / "distiller.keras"
+    distiller.save(path)
+    restored = keras.saving.load_model(path)
+    assert isinstance(restored, Distiller)
+    assert restored.sampler == "middle" and restored.frames == 3
+    for role in ("student", "teacher"):
+        np.testing.assert_array_equal(
+            restored.predict(x, role=role, verbose=0)["predictions"],
+            distiller.predict(x, role=role, verbose=0)["predictions"],
+        )
+    distiller.student.save(tmp_path / "student.keras")
+    student = keras.saving.load_model(tmp_path / "student.keras")
+    view = distiller.student_view(x)
+    np.testing.assert_array_equal(
+        student.predict(view, verbose=0)["predictions"], distiller.predict(x, verbose=0)["predictions"]
+    )
+
+
+def test_mixed_float16_fit():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        distiller = make_distiller(teacher_family="netvlad")
+        history = _fit(distiller, epochs=2)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert isinstance(distiller.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert all(np.isfinite(history.history["loss"]))
+    assert distiller.student.get_layer("moe").compute_dtype == "float16"
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"frames": 0}, "positive integer"),
+        ({"frames": 9}, "exceed"),
+        ({"sampler": "every_other"}, "Unknown sampler"),
+        ({"mode": "both"}, "Unknown mode"),
+        ({"prediction_loss": "kl2"}, "Unknown prediction loss"),
+        ({"metrics": ("auc",)}, "Unknown metrics"),
+    ],
+)
+def test_constructor_errors(kwargs, message):
+    teacher = build_model(small_config(frames=FRAMES, name="teacher"))
+    student = build_model(small_config(frames=None, name="student"))
+    args = {"frames": 3, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        Distiller(teacher, student, **args)
+
+
+def test_wrong_input_width_is_a_clear_error():
+    distiller = make_distiller()
+    x, y = synthetic_videos(4)
+    with pytest.raises(ValueError, match=r"Expected frames of shape \(batch, frames, 6\)"):
+        distiller.compute_losses({"frames": x["frames"][..., :4], "mask": x["mask"]}, y)
+    with pytest.raises(ValueError, match="Expected frames of shape"):
+        distiller.compute_losses({"frames": x["frames"][:, 0], "mask": x["mask"]}, y)
+
+
+MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    sys.path.insert(0, sys.argv[1])
+    from test_distill import make_distiller, synthetic_videos
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        distiller = make_distiller(teacher_family="netvlad")
+        distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
+    x, y = synthetic_videos(64)
+    history = distiller.fit(x, y, batch_size=16, epochs=4, verbose=0)
+    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "loss": history.history["loss"]}))
+    """
+)
+
+
+def test_mirrored_strategy_two_cpu_replicas_loss_falls(tmp_path):
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_SCRIPT)
+    tests_dir = pathlib.Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests_dir.parent), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [sys.executable, str(script), str(tests_dir)], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2
+    assert report["loss"][-1] < report["loss"][0]
+    assert all(loss > 0 for loss in report["loss"])
