@@ -316,6 +316,17 @@ def _read_files(files: list[str], shuffle: bool, seed, num_parallel_reads):
                           deterministic=not shuffle)
 
 
+SUBSETS = ("train", "validation")
+_SUBSET_BUCKETS = 10_000
+
+
+def _in_subset(video_id, subset: str, validation_fraction: float):
+    """A video is in the validation subset when the hash of its id falls below the fraction."""
+    bucket = tf.strings.to_hash_bucket_fast(video_id, _SUBSET_BUCKETS)
+    in_validation = bucket < int(round(validation_fraction * _SUBSET_BUCKETS))
+    return in_validation if subset == "validation" else tf.logical_not(in_validation)
+
+
 def make_dataset(
     files,
     spec,
@@ -333,6 +344,8 @@ def make_dataset(
     num_parallel_reads: int = tf.data.AUTOTUNE,
     cache: bool | str = False,
     take: int | None = None,
+    subset: str | None = None,
+    validation_fraction: float = 0.1,
 ) -> tf.data.Dataset:
     """Batched ``(inputs, labels)`` dataset.
 
@@ -340,6 +353,10 @@ def make_dataset(
     (B, max_frames)}, plus "student_frames" (B, k, D) / "student_mask" (B, k)
     when ``student_frames=k`` (picked by ``kdzoo.sampling`` with ``sampler``),
     plus "id" (B,) strings when ``include_ids``.  labels: float32 (B, num_classes).
+
+    ``subset="train"``/``"validation"`` splits the files into two disjoint parts
+    by a hash of each video id (``validation_fraction`` of the ids go to
+    "validation"): the split is the same on every run and every machine.
 
     Videos with 0 frames are skipped.  ``take`` keeps the first N (non-empty)
     videos; ``cache`` is True (memory) or a file path; ``repeat`` is True
@@ -352,6 +369,10 @@ def make_dataset(
     """
     spec = get_spec(spec)
     files = _as_files(files)
+    if subset not in (None, *SUBSETS):
+        raise ValueError(f"Unknown subset {subset!r}. Expected None or one of {SUBSETS}.")
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}.")
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
     if student_frames is not None:
@@ -361,6 +382,8 @@ def make_dataset(
     ds = ds.map(lambda f, i, r: parse_example(r, spec, f, i), num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=not shuffle)
     ds = ds.filter(lambda ex: ex["length"] > 0)
+    if subset is not None:
+        ds = ds.filter(lambda ex: _in_subset(ex["id"], subset, validation_fraction))
     if take is not None:
         ds = ds.take(int(take))
     ds = ds.map(lambda ex: _pad(ex, spec), num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
