@@ -1,0 +1,220 @@
+"""The ``kdzoo`` command line: demo, list, card, train, distill, eval, profile, tune, export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+DEMO_FAMILY = "netvlad"
+DEMO_FRAMES = 2
+DEMO_DATASET = "audioset"
+
+
+def _console() -> Console:
+    return Console()
+
+
+def _command_line(argv: Sequence[str] | None) -> str:
+    args = list(sys.argv[1:] if argv is None else argv)
+    return "kdzoo " + " ".join(shlex.quote(a) for a in args)
+
+
+# ---------------------------------------------------------------------- demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Loads a pretrained teacher/student pair and compares them side by side."""
+    from kdzoo import profiling
+    from kdzoo.evaluation import evaluate_model
+    from kdzoo.zoo import registry
+
+    reg = registry.get_registry()
+    student_entry = reg.resolve(f"{args.family}_student_k{args.frames}.{args.dataset}")
+    teacher_entry = reg.resolve(f"{args.family}_teacher.{args.dataset}")
+    teacher = reg.load(teacher_entry.name, weights="pretrained")
+    student = reg.load(student_entry.name, weights="pretrained")
+    cost = profiling.compare(teacher, student, student_frames=student_entry.frames, batches=(1, 64))
+    cards = {"teacher": reg.model_card(teacher_entry.name), "student": reg.model_card(student_entry.name)}
+
+    measured = {}
+    if args.data:
+        spec = teacher_entry.config.spec
+        measured["teacher"] = evaluate_model(teacher, args.data, spec, take=args.take, progress=True)
+        measured["student"] = evaluate_model(
+            student, args.data, spec, frames=student_entry.frames, sampler=student_entry.config.sampler,
+            take=args.take, progress=True,
+        )
+
+    table = Table(title=f"{teacher_entry.name}  vs  {student_entry.name}")
+    table.add_column("")
+    table.add_column("teacher", justify="right")
+    table.add_column("student", justify="right")
+    table.add_column("student / teacher", justify="right")
+    t, s, r = cost["teacher"], cost["student"], cost["ratios"]
+    table.add_row("frames seen", str(teacher_entry.frames), str(student_entry.frames),
+                  f"{student_entry.frames / teacher_entry.frames:.2f}")
+    table.add_row("parameters", f"{t['params']:,}", f"{s['params']:,}", f"{r['params']:.3f}")
+    table.add_row("FLOPs / video", f"{t['flops']:,}", f"{s['flops']:,}", f"{r['flops']:.3f}")
+    for batch in (1, 64):
+        key = f"latency_ms_batch{batch}"
+        table.add_row(f"latency, batch {batch} (ms)", f"{t[key]:.2f}", f"{s[key]:.2f}", f"{r[key]:.3f}")
+    for metric in ("gap", "map", "hit_at_one"):
+        tv = cards["teacher"]["metrics"]["eval"][metric]
+        sv = cards["student"]["metrics"]["eval"][metric]
+        table.add_row(f"card {metric} (eval split)", f"{tv:.4f}", f"{sv:.4f}", f"{sv / tv:.3f}")
+    if "no_teacher" in cards["student"]:
+        nt = cards["student"]["no_teacher"]["metrics"]["map"]
+        table.add_row("card map, same student w/o teacher", "", f"{nt:.4f}", "")
+    for metric in ("gap", "map", "hit_at_one") if measured else ():
+        tv, sv = measured["teacher"][metric], measured["student"][metric]
+        table.add_row(f"measured {metric} ({measured['student']['videos']} videos)", f"{tv:.4f}", f"{sv:.4f}",
+                      f"{sv / tv:.3f}" if tv else "-")
+    console = _console()
+    console.print(table)
+    console.print(f"Device: {cost['device']}. Quality rows 'card' come from the entries' metadata.json; "
+                  "pass --data GLOB to measure on your own TFRecords.")
+    if args.json:
+        print(json.dumps({"cost": cost, "measured": measured}, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------- zoo
+def cmd_list(args: argparse.Namespace) -> int:
+    from kdzoo.zoo import registry
+
+    reg = registry.get_registry()
+    pretrained = {"yes": True, "no": False}.get(args.pretrained)
+    table = Table(title=f"kdzoo models matching {args.pattern!r}")
+    for col in ("name", "role", "frames", "pretrained", "eval mAP", "eval GAP@20"):
+        table.add_column(col)
+    for name in reg.list_models(args.pattern, pretrained):
+        card = reg.model_card(name)
+        ev = card.get("metrics", {}).get("eval", {})
+        table.add_row(name, card["role"], str(card["frames"]), "yes" if card["pretrained"] else "no",
+                      f"{ev['map']:.4f}" if ev else "", f"{ev['gap']:.4f}" if ev else "")
+    _console().print(table)
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from kdzoo.zoo import registry
+
+    print(json.dumps(registry.model_card(args.name), indent=2, sort_keys=True))
+    return 0
+
+
+# ---------------------------------------------------------------------- training
+def cmd_train(args: argparse.Namespace) -> int:
+    from kdzoo.training import train_zoo_config
+    from kdzoo.zoo.config import ZooConfig
+
+    config = ZooConfig.from_file(args.config)
+    written = train_zoo_config(
+        config, args.data_dir, out_dir=args.out, work_dir=args.work_dir, frames=args.frames,
+        baselines=not args.no_baselines, epochs=args.epochs, command=args.command_line,
+        verbose=args.verbose,
+    )
+    for name, meta in written.items():
+        ev = meta["metrics"]["eval"]
+        print(f"{name}: eval GAP@20 {ev['gap']:.4f}  mAP {ev['map']:.4f}  Hit@1 {ev['hit_at_one']:.4f}")
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from kdzoo.training import train_student, train_teacher
+    from kdzoo.zoo.config import ZooConfig
+
+    config = ZooConfig.from_file(args.config)
+    frames = args.frames or config.frames[0]
+    teacher, t_record = train_teacher(config, args.data_dir, args.work_dir, epochs=args.epochs, verbose=args.verbose)
+    print(f"teacher: best validation GAP@20 {t_record['best_val_gap']}")
+    student, s_record = train_student(
+        config, frames, teacher, args.data_dir, args.work_dir, epochs=args.epochs, verbose=args.verbose
+    )
+    print(f"student (k={frames}): best validation GAP@20 {s_record['best_val_gap']}")
+    print(f"runs, TensorBoard logs and checkpoints: {args.work_dir}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from kdzoo.evaluation import evaluate_model
+    from kdzoo.zoo import registry
+
+    reg = registry.get_registry()
+    entry = reg.resolve(args.name)
+    model = reg.load(entry.name, weights=args.weights)
+    frames = entry.frames if entry.role == "student" else None
+    result = evaluate_model(model, args.data, entry.config.spec, frames=frames, sampler=entry.config.sampler,
+                            take=args.take, progress=True)
+    print(json.dumps({"name": entry.name, **result}, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kdzoo", description="Efficient video classification by knowledge distillation."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="compare a pretrained teacher and its k-frame student")
+    p.add_argument("--family", default=DEMO_FAMILY, choices=("netvlad", "nextvlad", "hrnn"))
+    p.add_argument("--frames", type=int, default=DEMO_FRAMES, help="the student's k")
+    p.add_argument("--dataset", default=DEMO_DATASET)
+    p.add_argument("--data", help="TFRecords (glob, path or gs:// URL) to evaluate both models on")
+    p.add_argument("--take", type=int, default=None, help="evaluate on the first N videos only")
+    p.add_argument("--json", action="store_true", help="also print the numbers as JSON")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("list", help="list zoo models")
+    p.add_argument("pattern", nargs="?", default="*")
+    p.add_argument("--pretrained", choices=("yes", "no"))
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("card", help="print a zoo entry's model card")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_card)
+
+    for name, func, help_ in (
+        ("train", cmd_train, "train a zoo config's teacher, students and baselines; write pretrained entries"),
+        ("distill", cmd_distill, "train a teacher, then distil one k-frame student (resumable)"),
+    ):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("config", help="a zoo config YAML, e.g. zoo_configs/netvlad.audioset.yaml")
+        p.add_argument("--data-dir", default=os.environ.get("KDZOO_DATA_DIR"),
+                       help="folder or gs:// URL the config's data globs are relative to")
+        p.add_argument("--work-dir", default="runs", help="checkpoints and TensorBoard logs")
+        p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
+        p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+        p.set_defaults(func=func)
+        if name == "train":
+            p.add_argument("--out", default="pretrained", help="where the zoo entries are written")
+            p.add_argument("--frames", type=int, nargs="+", default=None, help="subset of the config's k")
+            p.add_argument("--no-baselines", action="store_true", help="skip the no-teacher students")
+        else:
+            p.add_argument("--frames", type=int, default=None, help="the student's k (default: the config's first)")
+
+    p = sub.add_parser("eval", help="evaluate a zoo model on TFRecords")
+    p.add_argument("name")
+    p.add_argument("--data", required=True, help="TFRecords: glob, path or gs:// URL")
+    p.add_argument("--weights", default="pretrained")
+    p.add_argument("--take", type=int, default=None)
+    p.set_defaults(func=cmd_eval)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.command_line = _command_line(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Zoo configs: one YAML file per family and dataset describes a teacher and its students.
+
+A zoo config (``zoo_configs/<family>.<dataset>.yaml``) is the single source of truth for
+the models it names: ``<family>_teacher.<dataset>`` and ``<family>_student_k<k>.<dataset>``
+for every k in ``frames``. Keys::
+
+    family: netvlad                 # kdzoo.models.FAMILIES
+    dataset: audioset               # a kdzoo.data preset, also the name's tag
+    frames: [1, 2, 3, 5]            # the students' k
+    sampler: uniform                # kdzoo.sampling.SAMPLERS
+    model: {...}                    # build_model keys shared by teacher and students
+    teacher: {...}                  # overrides for the teacher
+    student: {...}                  # overrides for the students
+    distillation: {...}             # Distiller keyword arguments (mode, loss weights)
+    training: {...}                 # epochs, batch_size, learning_rate, validation_fraction, patience
+    data: {train: GLOB, eval: GLOB} # relative to --data-dir, or absolute / gs:// paths
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from kdzoo.data import DatasetSpec, get_spec
+from kdzoo.models import FAMILIES
+from kdzoo.sampling import SAMPLERS
+
+TRAINING_DEFAULTS = {
+    "epochs": 20,
+    "batch_size": 256,
+    "learning_rate": 1e-3,
+    "validation_fraction": 0.1,
+    "patience": 3,
+    "seed": 0,
+}
+
+_KEYS = {"family", "dataset", "frames", "sampler", "model", "teacher", "student", "distillation", "training", "data"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooConfig:
+    """A parsed zoo config file. Build one with `ZooConfig.from_file` or `from_dict`."""
+
+    family: str
+    dataset: str
+    spec: DatasetSpec
+    frames: tuple[int, ...]
+    sampler: str
+    model: Mapping[str, Any]
+    teacher: Mapping[str, Any]
+    student: Mapping[str, Any]
+    distillation: Mapping[str, Any]
+    training: Mapping[str, Any]
+    data: Mapping[str, Any]
+    path: str | None = None
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], path: str | None = None) -> "ZooConfig":
+        where = f" in {path}" if path else ""
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"Expected a mapping at the top of the zoo config{where}.")
+        unknown = set(raw) - _KEYS
+        if unknown:
+            raise ValueError(f"Unknown zoo config keys {sorted(unknown)}{where}. Expected {sorted(_KEYS)}.")
+        family = raw.get("family")
+        if family not in FAMILIES:
+            raise ValueError(f"Unknown family {family!r}{where}. Expected one of {FAMILIES}.")
+        dataset = raw.get("dataset")
+        spec = get_spec(dataset)
+        frames = tuple(raw.get("frames") or ())
+        if not frames or any(not isinstance(k, int) or k <= 0 or k > spec.max_frames for k in frames):
+            raise ValueError(
+                f"Expected 'frames' to list student frame counts in 1..{spec.max_frames}{where}. "
+                f"Received: {raw.get('frames')!r}"
+            )
+        sampler = raw.get("sampler", "uniform")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"Unknown sampler {sampler!r}{where}. Expected one of {SAMPLERS}.")
+        training = dict(TRAINING_DEFAULTS)
+        training.update(raw.get("training") or {})
+        return cls(
+            family=family,
+            dataset=str(dataset),
+            spec=spec,
+            frames=frames,
+            sampler=sampler,
+            model=dict(raw.get("model") or {}),
+            teacher=dict(raw.get("teacher") or {}),
+            student=dict(raw.get("student") or {}),
+            distillation=dict(raw.get("distillation") or {}),
+            training=training,
+            data=dict(raw.get("data") or {}),
+            path=path,
+        )
+
+    @classmethod
+    def from_file(cls, path: str | pathlib.Path) -> "ZooConfig":
+        path = pathlib.Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Zoo config not found: {path}")
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+        return cls.from_dict(raw, path=str(path))
+
+    # ------------------------------------------------------------------ names
+    def teacher_name(self) -> str:
+        return f"{self.family}_teacher"
+
+    def student_name(self, frames: int) -> str:
+        return f"{self.family}_student_k{frames}"
+
+    def names(self) -> list[str]:
+        """Architecture names (without the dataset tag) this config defines."""
+        return [self.teacher_name()] + [self.student_name(k) for k in self.frames]
+
+    # ------------------------------------------------------------------ models
+    def model_config(self, role: str, frames: int | None = None) -> dict[str, Any]:
+        """The `kdzoo.models.build_model` config of the teacher or of the k-frame student."""
+        if role not in ("teacher", "student"):
+            raise ValueError(f"Unknown role {role!r}. Expected 'teacher' or 'student'.")
+        config = copy.deepcopy(dict(self.model))
+        config.update(copy.deepcopy(dict(self.teacher if role == "teacher" else self.student)))
+        config["family"] = self.family
+        config["feature_size"] = self.spec.feature_size
+        config["num_classes"] = self.spec.num_classes
+        if role == "teacher":
+            config["frames"] = self.spec.max_frames
+            config["name"] = self.teacher_name()
+        else:
+            if frames is None:
+                raise ValueError("A student config needs its frame count k (frames=...).")
+            config["frames"] = int(frames)
+            config["name"] = self.student_name(frames)
+        return config
