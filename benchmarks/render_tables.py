@@ -1,0 +1,88 @@
+"""Prints benchmarks/results/<kind>/cost.json as Markdown tables.
+
+    python benchmarks/render_tables.py [benchmarks/results/cpu/cost.json]
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+DEFAULT = pathlib.Path(__file__).resolve().parent / "results" / "cpu" / "cost.json"
+
+
+def _g(flops: float) -> str:
+    return f"{flops / 1e9:.3f}"
+
+
+def render(data: dict) -> str:
+    lines = [
+        f"Device: {data['device']} ({data['cpu_count']} CPUs), TensorFlow {data['tensorflow']}",
+        "",
+        "| setting | family | teacher GFLOPs (frame / head) | student GFLOPs (frame / head)"
+        " | FLOPs ratio | params ratio | latency ratio b1 | latency ratio b64"
+        " | teacher ms b1 / b64 | student ms b1 / b64 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    proposals = []
+    for setting, families in data["results"].items():
+        for family, r in families.items():
+            t, s, ratios = r["teacher"], r["student"], r["ratios"]
+            lat = ratios["latency"]
+            tl, sl = t["latency"], s["latency"]
+            batches = list(lat)
+            lines.append(
+                f"| {setting} | {family} "
+                f"| {_g(t['flops'])} ({_g(t['flops_split']['frame_dependent'])} / {_g(t['flops_split']['head'])}) "
+                f"| {_g(s['flops'])} ({_g(s['flops_split']['frame_dependent'])} / {_g(s['flops_split']['head'])}) "
+                f"| {ratios["flops"]:.4f} | {ratios["params"]:.3f} | "
+                + " | ".join(f"{lat[b]:.3f}" for b in batches)
+                + " | " + " / ".join(f"{tl[b]['median_ms']:.2f}" for b in batches)
+                + " | " + " / ".join(f"{sl[b]['median_ms']:.2f}" for b in batches)
+                + " |"
+            )
+            if "proposed_head" in r:
+                p = r["proposed_head"]
+                proposals.append(
+                    f"| {setting} | {family} | {p['teacher_output_size']} | {p['output_size']} "
+                    f"| {p['flops_ratio']:.4f} | {p['params_ratio']:.3f} "
+                    f"| {'yes' if p['needed'] else 'no'} | {'yes' if p['target_reachable'] else 'no'} |"
+                )
+    if proposals:
+        lines += [
+            "",
+            "Proposed student head (output_size) for a FLOPs ratio near the target:",
+            "",
+            "| setting | family | teacher output_size | student output_size | FLOPs ratio"
+            " | params ratio | needed | target reachable |",
+            "|---|---|---|---|---|---|---|---|",
+            *proposals,
+        ]
+    for setting, families in data["results"].items():
+        sweep = families.get("hrnn", {}).get("hrnn_block_size_sweep")
+        if sweep:
+            lines += [
+                "",
+                f"H-RNN block size sweep ({setting}, batch 1):",
+                "",
+                "| block_size | FLOPs ratio | latency ratio | teacher ms | student ms |",
+                "|---|---|---|---|---|",
+            ]
+            for block, v in sweep.items():
+                lines.append(
+                    f"| {block} | {v['flops_ratio']:.4f} | {v['latency_ratio_b1']:.3f} "
+                    f"| {v['teacher_median_ms_b1']:.2f} | {v['student_median_ms_b1']:.2f} |"
+                )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    path = pathlib.Path(argv[0]) if argv else DEFAULT
+    print(render(json.loads(path.read_text())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
