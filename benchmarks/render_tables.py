@@ -36,7 +36,7 @@ def render(data: dict) -> str:
                 f"| {setting} | {family} "
                 f"| {_g(t['flops'])} ({_g(t['flops_split']['frame_dependent'])} / {_g(t['flops_split']['head'])}) "
                 f"| {_g(s['flops'])} ({_g(s['flops_split']['frame_dependent'])} / {_g(s['flops_split']['head'])}) "
-                f"| {ratios["flops"]:.4f} | {ratios["params"]:.3f} | "
+                f"| {ratios['flops']:.4f} | {ratios['params']:.3f} | "
                 + " | ".join(f"{lat[b]:.3f}" for b in batches)
                 + " | " + " / ".join(f"{tl[b]['median_ms']:.2f}" for b in batches)
                 + " | " + " / ".join(f"{sl[b]['median_ms']:.2f}" for b in batches)
