@@ -9,6 +9,8 @@ import shlex
 import sys
 from collections.abc import Sequence
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
+
 from rich.console import Console
 from rich.table import Table
 
@@ -155,6 +157,41 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from kdzoo.export import export_model
+    from kdzoo.zoo import registry
+
+    reg = registry.get_registry()
+    entry = reg.resolve(args.name)
+    model = reg.load(entry.name, weights=args.weights)
+    sampler = args.sampler or entry.config.sampler
+    path = export_model(model, args.out, format=args.format, frames=entry.frames, sampler=sampler,
+                        input_dtype=args.input_dtype, dequantize=entry.config.spec.dequantize)
+    print(f"{entry.name} ({entry.frames} frames, {sampler} sampler) exported as {args.format}: {path}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Searches the student's k, sampler, loss weights and learning rate with keras-tuner (resumable)."""
+    from kdzoo.tuning import load_tune_config, run_search
+
+    config, settings = load_tune_config(args.config)
+    doc = run_search(config, settings, args.data_dir, args.work_dir, out_dir=args.out, max_trials=args.max_trials,
+                     command=args.command_line, verbose=args.verbose)
+    for t in doc["trials"]:
+        mark = "*" if t["trial_id"] == doc["best"] else ("F" if t["on_front"] else " ")
+        quality = "-" if t["quality"] is None else f"{t['quality']:.4f}"
+        score = "-" if t["score"] is None else f"{t['score']:.4f}"
+        ratio = "-" if t["flops_ratio"] is None else f"{t['flops_ratio']:.3f}"
+        print(f"{mark} trial {t['trial_id']:>3} {t['status']:<9} k={t['frames']} {t['sampler']:<8} "
+              f"val GAP {quality}  FLOPs/teacher {ratio}  score {score}")
+    print(f"score = val GAP - {settings.lam} x FLOPs ratio; F = Pareto front, * = best trade-off")
+    print(f"report: {os.path.join(str(args.work_dir), 'pareto.json')} (.csv, .png)")
+    if doc["entry"]:
+        print(f"best student: {doc['entry']}")
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -205,6 +242,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="pretrained")
     p.add_argument("--take", type=int, default=None)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("export", help="export a zoo model for serving one variable-length video")
+    p.add_argument("name")
+    p.add_argument("--format", default="keras", choices=("keras", "savedmodel", "tflite"))
+    p.add_argument("--out", required=True, help="a .keras file, a SavedModel folder or a .tflite file")
+    p.add_argument("--weights", default="default", help="pretrained, default, or a .weights.h5/.keras path")
+    p.add_argument("--sampler", default=None, help="frame sampler (default: the zoo config's)")
+    p.add_argument("--input-dtype", default="float32", choices=("float32", "uint8"))
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("tune", help="search the student's frame count k, sampler, loss weights, learning rate")
+    p.add_argument("config", help="a zoo config YAML with a tune: section")
+    p.add_argument("--data-dir", default=os.environ.get("KDZOO_DATA_DIR"),
+                   help="folder or gs:// URL the config's data globs are relative to")
+    p.add_argument("--work-dir", default="runs/tune", help="teacher run, tuner state, Pareto report; resumes")
+    p.add_argument("--max-trials", type=int, default=None, help="override tune.max_trials")
+    p.add_argument("--out", default=None, help="where the best student's entry goes (default: WORK_DIR/pretrained)")
+    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    p.set_defaults(func=cmd_tune)
 
     return parser
 
