@@ -58,13 +58,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     table.add_column("student", justify="right")
     table.add_column("student / teacher", justify="right")
     t, s, r = cost["teacher"], cost["student"], cost["ratios"]
-    table.add_row("frames seen", str(teacher_entry.frames), str(student_entry.frames),
-                  f"{student_entry.frames / teacher_entry.frames:.2f}")
+    table.add_row("frames seen", str(t["frames"]), str(s["frames"]), f"{s['frames'] / t['frames']:.2f}")
     table.add_row("parameters", f"{t['params']:,}", f"{s['params']:,}", f"{r['params']:.3f}")
     table.add_row("FLOPs / video", f"{t['flops']:,}", f"{s['flops']:,}", f"{r['flops']:.3f}")
     for batch in (1, 64):
-        key = f"latency_ms_batch{batch}"
-        table.add_row(f"latency, batch {batch} (ms)", f"{t[key]:.2f}", f"{s[key]:.2f}", f"{r[key]:.3f}")
+        tl, sl = t["latency"][batch]["median_ms"], s["latency"][batch]["median_ms"]
+        table.add_row(f"latency, batch {batch} (ms, median)", f"{tl:.2f}", f"{sl:.2f}", f"{r['latency'][batch]:.3f}")
     for metric in ("gap", "map", "hit_at_one"):
         tv = cards["teacher"]["metrics"]["eval"][metric]
         sv = cards["student"]["metrics"]["eval"][metric]
@@ -78,7 +77,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                       f"{sv / tv:.3f}" if tv else "-")
     console = _console()
     console.print(table)
-    console.print(f"Device: {cost['device']}. Quality rows 'card' come from the entries' metadata.json; "
+    console.print(f"Device: {t['latency'][1]['device']}. Quality rows 'card' come from the entries' metadata.json; "
                   "pass --data GLOB to measure on your own TFRecords.")
     if args.json:
         print(json.dumps({"cost": cost, "measured": measured}, indent=2))

@@ -1,0 +1,125 @@
+"""The model zoo: names, resolution, errors, loading, and every shipped card re-evaluated."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import kdzoo
+from kdzoo.evaluation import evaluate_model
+from kdzoo.models import input_spec
+from kdzoo.zoo import MissingWeightsError, UnknownModelError, get_registry
+
+SHIPPED = kdzoo.list_models(pretrained=True)
+
+
+def test_names_follow_family_role_frames_tag():
+    names = kdzoo.list_models()
+    for family in ("netvlad", "nextvlad", "hrnn"):
+        assert f"{family}_teacher.yt8m" in names
+        for k in (6, 10, 15, 20, 30):
+            assert f"{family}_student_k{k}.yt8m" in names
+        assert f"{family}_teacher.audioset" in names
+        for k in (1, 2, 3, 5):
+            assert f"{family}_student_k{k}.audioset" in names
+    assert kdzoo.list_models("netvlad*") == [n for n in names if n.startswith("netvlad")]
+    assert kdzoo.list_models("*_k10") == ["hrnn_student_k10.yt8m", "netvlad_student_k10.yt8m", "nextvlad_student_k10.yt8m"]
+    # natural sort: k2 before k10
+    students = kdzoo.list_models("netvlad_student_*.yt8m")
+    assert students == [f"netvlad_student_k{k}.yt8m" for k in (6, 10, 15, 20, 30)]
+
+
+def test_untagged_name_resolution():
+    registry = get_registry()
+    assert registry.resolve("netvlad_student_k10").name == "netvlad_student_k10.yt8m"
+    expected = "netvlad_student_k2.audioset"  # the only tag with k=2
+    assert registry.resolve("netvlad_student_k2").name == expected
+    teacher = registry.resolve("netvlad_teacher")
+    assert teacher.tag == ("audioset" if teacher.has_weights else "yt8m")
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(UnknownModelError) as info:
+        kdzoo.load("netvlad_studnt_k2")
+    assert "netvlad_student_k2" in str(info.value)
+    with pytest.raises(UnknownModelError, match="Unknown model name"):
+        kdzoo.model_card("resnet50")
+
+
+def test_design_card_example_builds_the_ten_frame_netvlad_student():
+    with pytest.warns(UserWarning, match="untrained"):
+        model = kdzoo.load("netvlad_student_k10")
+    assert input_spec(model) == (10, 1152)
+    assert model.get_layer("netvlad") is not None
+    assert model.output["predictions"].shape[-1] == 3862
+
+
+def test_yt8m_pretrained_weights_refused_with_training_command():
+    with pytest.raises(MissingWeightsError) as info:
+        kdzoo.load("hrnn_student_k10.yt8m", weights="pretrained")
+    message = str(info.value)
+    assert "kdzoo train zoo_configs/hrnn.yt8m.yaml --data-dir" in message
+    assert "invented data" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = kdzoo.load("hrnn_student_k10.yt8m", weights=None)
+    assert input_spec(model) == (10, 1152)
+
+
+def test_card_of_untrained_entry_has_config_and_command():
+    card = kdzoo.model_card("nextvlad_teacher.yt8m")
+    assert card["pretrained"] is False
+    assert card["config"]["frames"] == 300
+    assert card["train_command"].startswith("kdzoo train zoo_configs/nextvlad.yt8m.yaml")
+
+
+def test_shipped_weights_fit_the_size_budget():
+    registry = get_registry()
+    total = sum((registry.resolve(n).entry_dir / "model.weights.h5").stat().st_size for n in SHIPPED)
+    assert total < 40 * 1024 * 1024
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_card_is_complete(name):
+    card = kdzoo.model_card(name)
+    for key in ("sha256", "dataset", "frames", "metrics", "params", "flops", "latency_ms_cpu_batch1",
+                "command", "commit", "license", "attribution"):
+        assert card.get(key) is not None, key
+    assert card["license"] == "CC BY 4.0"
+    assert card["metrics"]["eval"]["videos"] == 20371
+    if card["role"] == "student":
+        assert "no_teacher" in card
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_card_subset_metrics_reproduce(name, audioset_dir):
+    """Fast check: the fixed eval subset stored in the card re-evaluates to within 0.005."""
+    card = kdzoo.model_card(name)
+    model = kdzoo.load(name, weights="pretrained")
+    expected = card["metrics"]["eval_subset"]
+    frames = card["frames"] if card["role"] == "student" else None
+    got = evaluate_model(model, str(audioset_dir / "eval-*.tfrecord"), "audioset", frames=frames,
+                         sampler=card["sampler"] or "uniform", take=expected["videos"])
+    for metric in ("gap", "map", "hit_at_one"):
+        assert got[metric] == pytest.approx(expected[metric], abs=0.005), metric
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_card_full_eval_reproduces(name, audioset_dir):
+    card = kdzoo.model_card(name)
+    model = kdzoo.load(name, weights="pretrained")
+    frames = card["frames"] if card["role"] == "student" else None
+    got = evaluate_model(model, str(audioset_dir / "eval-*.tfrecord"), "audioset", frames=frames,
+                         sampler=card["sampler"] or "uniform")
+    assert got["videos"] == 20371
+    for metric in ("gap", "map", "hit_at_one"):
+        assert got[metric] == pytest.approx(card["metrics"]["eval"][metric], abs=0.005), metric
+
+
+def test_load_pair_returns_teacher_and_student():
+    teacher, student = kdzoo.load_pair("hrnn", 6, dataset="yt8m", weights=None)
+    assert input_spec(teacher) == (300, 1152)
+    assert input_spec(student) == (6, 1152)
+    x = {"frames": np.zeros((1, 6, 1152), "float32"), "mask": np.ones((1, 6), "float32")}
+    assert student(x)["predictions"].shape == (1, 3862)
