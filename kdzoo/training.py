@@ -176,7 +176,7 @@ def train_student(
     stage = "distilled" if teacher is not None else "no_teacher"
     record = fit_stage(
         distiller, train_ds, val_ds, pathlib.Path(work_dir) / f"{config.student_name(frames)}.{config.dataset}" / stage,
-        epochs=epochs or int(t["epochs"]), learning_rate=float(t["learning_rate"]),
+        epochs=epochs or int(t.get("student_epochs") or t["epochs"]), learning_rate=float(t["learning_rate"]),
         patience=int(t["patience"]), verbose=verbose,
     )
     return student, record

@@ -30,6 +30,7 @@ from kdzoo.models import embedding_size, input_spec
 
 MODES = ("serial", "parallel")
 METRICS = ("gap", "hit_at_one", "perr", "map")
+RANKING_METRICS = (kd_metrics.GlobalAveragePrecision, kd_metrics.MeanAveragePrecision)
 
 
 @keras.saving.register_keras_serializable(package="kdzoo")
@@ -51,7 +52,8 @@ class Distiller(keras.Model):
         teacher_ce_weight: weight of the teacher's own L_CE in parallel mode.
         distill_into_teacher: in parallel mode, let L_rep and L_pred update the teacher.
         metrics: names of the quality metrics tracked for the student and the teacher
-            (``"gap"``, ``"hit_at_one"``, ``"perr"``, ``"map"``).
+            (``"gap"``, ``"hit_at_one"``, ``"perr"``, ``"map"``). GAP and mAP are
+            reported by `evaluate` and on validation data, not on training batches.
         metric_capacity: most videos one epoch of GAP/mAP metrics can hold.
         seed: seed of the random sampler (each training step draws anew).
 
@@ -255,14 +257,23 @@ class Distiller(keras.Model):
         losses["loss"] = total
         return losses, student_out, teacher_out
 
-    def _update_metrics(self, losses, labels, student_out, teacher_out) -> dict[str, Any]:
+    def _update_metrics(self, losses, labels, student_out, teacher_out, ranking: bool) -> dict[str, Any]:
+        """Updates the trackers; returns the logs.
+
+        Ranking metrics (GAP, mAP) buffer every prediction of the epoch and sort them
+        to report: they run in `evaluate` and validation only (``ranking=True``), so a
+        training step stays cheap; losses, Hit@1 and PERR stream in every step.
+        """
         for name, tracker in self.loss_trackers.items():
             tracker.update_state(losses[name])
+        logs = {name: tracker.result() for name, tracker in self.loss_trackers.items()}
         outputs = {"student": student_out, "teacher": teacher_out}
         for role, role_metrics in self.quality_metrics.items():
             for metric in role_metrics:
-                metric.update_state(labels, outputs[role]["predictions"])
-        return {m.name: m.result() for m in self.metrics}
+                if ranking or not isinstance(metric, RANKING_METRICS):
+                    metric.update_state(labels, outputs[role]["predictions"])
+                    logs[metric.name] = metric.result()
+        return logs
 
     # ----------------------------------------------------------------- steps
     def train_step(self, data):
@@ -277,12 +288,12 @@ class Distiller(keras.Model):
         self.optimizer.apply_gradients(
             [(g, v) for g, v in zip(gradients, variables) if g is not None]
         )
-        return self._update_metrics(losses, ops.cast(labels, "float32"), student_out, teacher_out)
+        return self._update_metrics(losses, ops.cast(labels, "float32"), student_out, teacher_out, ranking=False)
 
     def test_step(self, data):
         inputs, labels = data[0], data[1]
         losses, student_out, teacher_out = self.compute_losses(inputs, labels, training=False)
-        return self._update_metrics(losses, ops.cast(labels, "float32"), student_out, teacher_out)
+        return self._update_metrics(losses, ops.cast(labels, "float32"), student_out, teacher_out, ranking=True)
 
     def predict_step(self, data):
         inputs = data[0] if isinstance(data, tuple) else data

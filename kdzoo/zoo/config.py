@@ -12,7 +12,7 @@ for every k in ``frames``. Keys::
     teacher: {...}                  # overrides for the teacher
     student: {...}                  # overrides for the students
     distillation: {...}             # Distiller keyword arguments (mode, loss weights)
-    training: {...}                 # epochs, batch_size, learning_rate, validation_fraction, patience
+    training: {...}                 # epochs, student_epochs, batch_size, learning_rate, validation_fraction, patience
     data: {train: GLOB, eval: GLOB} # relative to --data-dir, or absolute / gs:// paths
 """
 
@@ -32,6 +32,7 @@ from kdzoo.sampling import SAMPLERS
 
 TRAINING_DEFAULTS = {
     "epochs": 20,
+    "student_epochs": None,  # defaults to epochs
     "batch_size": 256,
     "learning_rate": 1e-3,
     "validation_fraction": 0.1,
