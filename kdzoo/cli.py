@@ -28,7 +28,33 @@ def _command_line(argv: Sequence[str] | None) -> str:
     return "kdzoo " + " ".join(shlex.quote(a) for a in args)
 
 
-# ---------------------------------------------------------------------- demo
+# ---------------------------------------------------------------------- demo / profile
+def _pair_entries(reg, name: str):
+    """(teacher entry, student entry) for a zoo name of either role."""
+    entry = reg.resolve(name)
+    teacher = reg.resolve(f"{entry.config.family}_teacher.{entry.tag}")
+    if entry.role == "student":
+        return teacher, entry
+    return teacher, reg.resolve(f"{entry.config.family}_student_k{entry.config.frames[0]}.{entry.tag}")
+
+
+def _cost_table(title: str, cost: dict) -> Table:
+    """Teacher vs student rows for frames, parameters, FLOPs and latency (profiling.compare)."""
+    table = Table(title=title)
+    table.add_column("")
+    table.add_column("teacher", justify="right")
+    table.add_column("student", justify="right")
+    table.add_column("student / teacher", justify="right")
+    t, s, r = cost["teacher"], cost["student"], cost["ratios"]
+    table.add_row("frames seen", str(t["frames"]), str(s["frames"]), f"{s['frames'] / t['frames']:.2f}")
+    table.add_row("parameters", f"{t['params']:,}", f"{s['params']:,}", f"{r['params']:.3f}")
+    table.add_row("FLOPs / video", f"{t['flops']:,}", f"{s['flops']:,}", f"{r['flops']:.3f}")
+    for batch, ratio in r["latency"].items():
+        tl, sl = t["latency"][batch]["median_ms"], s["latency"][batch]["median_ms"]
+        table.add_row(f"latency, batch {batch} (ms, median)", f"{tl:.2f}", f"{sl:.2f}", f"{ratio:.3f}")
+    return table
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Loads a pretrained teacher/student pair and compares them side by side."""
     from kdzoo import profiling
@@ -36,8 +62,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from kdzoo.zoo import registry
 
     reg = registry.get_registry()
-    student_entry = reg.resolve(f"{args.family}_student_k{args.frames}.{args.dataset}")
-    teacher_entry = reg.resolve(f"{args.family}_teacher.{args.dataset}")
+    teacher_entry, student_entry = _pair_entries(reg, f"{args.family}_student_k{args.frames}.{args.dataset}")
     teacher = reg.load(teacher_entry.name, weights="pretrained")
     student = reg.load(student_entry.name, weights="pretrained")
     cost = profiling.compare(teacher, student, student_frames=student_entry.frames, batches=(1, 64))
@@ -52,18 +77,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             take=args.take, progress=True,
         )
 
-    table = Table(title=f"{teacher_entry.name}  vs  {student_entry.name}")
-    table.add_column("")
-    table.add_column("teacher", justify="right")
-    table.add_column("student", justify="right")
-    table.add_column("student / teacher", justify="right")
-    t, s, r = cost["teacher"], cost["student"], cost["ratios"]
-    table.add_row("frames seen", str(t["frames"]), str(s["frames"]), f"{s['frames'] / t['frames']:.2f}")
-    table.add_row("parameters", f"{t['params']:,}", f"{s['params']:,}", f"{r['params']:.3f}")
-    table.add_row("FLOPs / video", f"{t['flops']:,}", f"{s['flops']:,}", f"{r['flops']:.3f}")
-    for batch in (1, 64):
-        tl, sl = t["latency"][batch]["median_ms"], s["latency"][batch]["median_ms"]
-        table.add_row(f"latency, batch {batch} (ms, median)", f"{tl:.2f}", f"{sl:.2f}", f"{r['latency'][batch]:.3f}")
+    table = _cost_table(f"{teacher_entry.name}  vs  {student_entry.name}", cost)
     for metric in ("gap", "map", "hit_at_one"):
         tv = cards["teacher"]["metrics"]["eval"][metric]
         sv = cards["student"]["metrics"]["eval"][metric]
@@ -77,10 +91,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
                       f"{sv / tv:.3f}" if tv else "-")
     console = _console()
     console.print(table)
-    console.print(f"Device: {t['latency'][1]['device']}. Quality rows 'card' come from the entries' metadata.json; "
-                  "pass --data GLOB to measure on your own TFRecords.")
+    console.print(f"Device: {cost['teacher']['latency'][1]['device']}. 'card' rows come from the entries' "
+                  "metadata.json; pass --data GLOB to measure on your own TFRecords.")
     if args.json:
-        print(json.dumps({"cost": cost, "measured": measured}, indent=2))
+        print(json.dumps({"cost": cost, "measured": measured}, indent=2, default=str))
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Teacher vs student cost table and TensorBoard profiler traces for both."""
+    import pathlib
+
+    from kdzoo import profiling
+    from kdzoo.zoo import registry
+
+    reg = registry.get_registry()
+    teacher_entry, student_entry = _pair_entries(reg, args.name)
+    weights = None if args.weights == "none" else args.weights
+    teacher = reg.load(teacher_entry.name, weights=weights)
+    student = reg.load(student_entry.name, weights=weights)
+    cost = profiling.compare(teacher, student, student_frames=student_entry.frames, batches=tuple(args.batches),
+                             repeats=args.repeats)
+    _console().print(_cost_table(f"{teacher_entry.name}  vs  {student_entry.name}", cost))
+    logdir = pathlib.Path(args.logdir or os.path.join("runs", "profile", student_entry.name))
+    if not args.no_trace:
+        profiling.write_trace(teacher, logdir, run="teacher")
+        profiling.write_trace(student, logdir, frames=student_entry.frames, run="student")
+        print(f"Profiler traces written. View them with: tensorboard --logdir {logdir}  (Profile tab; "
+              "needs the profile extra: pip install -e '.[profile]')")
+    if args.json:
+        print(json.dumps(cost, indent=2, default=str))
     return 0
 
 
@@ -260,6 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="where the best student's entry goes (default: WORK_DIR/pretrained)")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("profile", help="teacher vs student cost table and profiler traces")
+    p.add_argument("name", help="a zoo name (student or teacher), e.g. hrnn_student_k10.yt8m")
+    p.add_argument("--weights", default="default", help="pretrained | default | none | PATH")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 64])
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--logdir", default=None, help="trace folder (default runs/profile/<student>)")
+    p.add_argument("--no-trace", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_profile)
 
     return parser
 
