@@ -30,15 +30,30 @@ _NOISE = [
     re.compile(r"Error in user-defined function passed to \S+ transformation with iterator: \S+: "),
 ]
 _NAME = re.compile(r"^(?:.*?)Name: (?P<name>.+? \(record \d+\)), (?P<rest>.*)$", re.S)
+_PROTO = re.compile(r"(?:Invalid protocol message input|Could not parse example input)(?:, value: '.*?')?,? "
+                    r"example id: (?P<name>.+? \(record \d+\))", re.S)
+_IN_EXAMPLE = re.compile(r"^(?P<rest>.*?) in example (?P<name>.+? \(record \d+\))\s*$", re.S)
 _PREFIX = re.compile(r"^(?P<file>.+?) \(record (?P<record>\d+)\): ")
 
 
 def clean_tf_message(message: str) -> str:
     """Strip TF op/function noise from an OpError message and normalise known cases."""
     msg = message
+    # tf.function errors start with "Graph execution error: Detected at node ... File ..." paragraphs.
+    paragraphs = msg.split("\n\n")
+    while len(paragraphs) > 1 and paragraphs[0].lstrip().startswith(("Graph execution error", "Detected at node",
+                                                                      "File ")):
+        paragraphs.pop(0)
+    msg = "\n\n".join(paragraphs)
     for pat in _NOISE:
         msg = pat.sub("", msg)
     msg = msg.strip()
+    m = _PROTO.search(msg)
+    if m:
+        return f"{m.group('name')}: corrupt record: not a valid serialized tf.train.SequenceExample/Example"
+    m = _IN_EXAMPLE.match(msg)
+    if m:
+        return f"{m.group('name')}: {m.group('rest')}"
     m = re.search(r"assertion failed: \[(.*)\]", msg, re.S)
     if m:
         msg = m.group(1)

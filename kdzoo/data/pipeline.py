@@ -201,9 +201,11 @@ def _video_id(serialized, values, spec: DatasetSpec, name, where):
 
 
 def _parse_frame_level(serialized, spec: DatasetSpec, name):
-    ctx_spec = {spec.id_key: tf.io.VarLenFeature(tf.string)}
+    # RaggedFeature, not VarLenFeature: TF 2.21's sequence parser segfaults on some corrupt
+    # records (a bytes value overrunning its message) when a context feature is a VarLenFeature.
+    ctx_spec = {spec.id_key: tf.io.RaggedFeature(tf.string)}
     if spec.label_key is not None:
-        ctx_spec[spec.label_key] = tf.io.VarLenFeature(tf.int64)
+        ctx_spec[spec.label_key] = tf.io.RaggedFeature(tf.int64)
     seq_spec = {f.name: tf.io.FixedLenSequenceFeature([], tf.string) for f in spec.features}
     ctx, seq = tf.io.parse_single_sequence_example(serialized, ctx_spec, seq_spec, example_name=name)
 
@@ -231,9 +233,9 @@ def _parse_frame_level(serialized, spec: DatasetSpec, name):
             q = tf.reshape(tf.io.decode_raw(raw, tf.uint8), [-1, f.width])
         parts.append(_dequantize(q, spec.dequantize))
 
-    labels, label_checks = _labels(serialized, ctx[spec.label_key].values if spec.label_key else None,
+    labels, label_checks = _labels(serialized, ctx[spec.label_key] if spec.label_key else None,
                                    spec, name, "context")
-    video_id, id_checks = _video_id(serialized, ctx[spec.id_key].values, spec, name, "context")
+    video_id, id_checks = _video_id(serialized, ctx[spec.id_key], spec, name, "context")
     with tf.control_dependencies(checks + label_checks + id_checks):
         frames = tf.concat(parts, axis=1)[: spec.max_frames]
         frames = tf.ensure_shape(frames, [None, spec.feature_size])

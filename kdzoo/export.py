@@ -1,0 +1,295 @@
+"""Export a student for serving: one variable-length video in, its predictions out.
+
+The exported artefact takes ONE video ``(frames, features)`` of any length (float32
+features, or the uint8 quantised codes of the TFRecords with ``input_dtype="uint8"``,
+which it dequantises with `kdzoo.data.dequantize`), picks the student's k frames with
+`kdzoo.sampling.sample_indices` (``training=False``: deterministic, the ``random``
+sampler uses its fixed inference seed) and returns::
+
+    {"predictions": (num_classes,) float32, "embedding": (embedding_size,) float32}
+
+Formats (``export_model(model, path, format=...)``):
+
+``"keras"``
+    ``path`` ends in ``.keras``: a functional model whose single input has shape
+    ``(None, D)`` (the *frames* axis, no batch axis) and whose one layer,
+    `VideoServing`, holds the student. Reload with
+    ``keras.saving.load_model(path)`` (``safe_mode`` stays on: no lambdas) after
+    ``import kdzoo.export``, and call it directly: ``served(frames)``. Do not use
+    ``served.predict(frames)``: ``predict`` would split the frames into batches.
+``"savedmodel"``
+    a folder written by ``tf.saved_model.save`` of a `tf.Module` whose ``serve``
+    ``tf.function`` has the input signature ``TensorSpec([None, D], dtype)``; it is
+    also the ``serving_default`` signature (TF Serving, ``saved_model_cli``).
+    Reload with ``tf.saved_model.load(path).serve(frames)``; no kdzoo import needed.
+``"tflite"``
+    a ``.tflite`` flat buffer, TFLite builtin ops only (no Flex delegate needed).
+    Recipe, the one that works on TF 2.21 for a variable-length input: the
+    ``serve`` concrete function (input ``[None, D]``) is frozen with
+    ``convert_variables_to_constants_v2`` (converted as they are, the Keras 3
+    variables become TFLite resource variables that the interpreter reads
+    uninitialised: NaN), re-wrapped in a ``tf.function`` that restores the output
+    names, and converted with
+    ``tf.lite.TFLiteConverter.from_concrete_functions([fn], module)`` and
+    ``supported_ops = [TFLITE_BUILTINS]``. The sampler's indices are computed in
+    int32 (`_indices_int32`; TFLite has no int64 FLOOR_DIV kernel) and equal
+    `kdzoo.sampling.sample_indices`. The ``random`` sampler is refused (its
+    stateless random op has no builtin kernel). The input's frame axis is dynamic
+    (shape_signature ``[-1, D]``); the ``serving_default`` signature runner
+    resizes it per call; `run_tflite` runs one video. Outputs agree with the
+    Keras model to float32 kernel precision (the tests use atol 1e-5 on
+    predictions and embeddings; differences seen are ~1e-7).
+    ``tf.lite.Interpreter`` warns that it is deprecated in favour of
+    ``ai_edge_litert``; the flat buffer is the same for both.
+
+An empty video (T = 0) is served as the model's output for an all-padding (mask 0)
+input instead of failing on an out-of-range gather.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from kdzoo import sampling
+from kdzoo.data.quantization import VARIANTS, dequantize as _dequantize
+from kdzoo.models import input_spec
+
+FORMATS = ("keras", "savedmodel", "tflite")
+INPUT_DTYPES = ("float32", "uint8")
+
+__all__ = ["FORMATS", "INPUT_DTYPES", "VideoServing", "export_model", "serve_video", "run_tflite"]
+
+
+def _check_options(model, frames, sampler, input_dtype, dequantize):
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"Expected a kdzoo keras.Model to export. Received: {type(model).__name__}")
+    model_frames, feature_size = input_spec(model)
+    if frames is None:
+        frames = model_frames
+    if frames is None:
+        raise ValueError("The model accepts any frame count: pass frames=k, the number of frames to sample.")
+    frames = sampling._check_args(frames, sampler)
+    if model_frames is not None and model_frames != frames:
+        raise ValueError(
+            f"The model was built for {model_frames} frames but frames={frames} was asked for; "
+            f"export it with frames={model_frames}."
+        )
+    if input_dtype not in INPUT_DTYPES:
+        raise ValueError(f"Unknown input_dtype {input_dtype!r}. Expected one of {INPUT_DTYPES}.")
+    if input_dtype == "uint8" and dequantize is not None and dequantize not in VARIANTS:
+        raise ValueError(f"Unknown dequantize variant {dequantize!r}. Expected one of {VARIANTS} or None.")
+    return frames, feature_size
+
+
+def _indices_int32(length, k: int, method: str):
+    """`kdzoo.sampling.sample_indices` for one video in int32 arithmetic (TFLite builtins only).
+
+    TFLite has no int64 FLOOR_DIV kernel, so the TFLite export computes the same indices
+    in int32 (exact for videos shorter than 2**31 / (2k + 1) frames). The tests check
+    that it equals `sample_indices` for every method but ``random``.
+    """
+    if method == "random":
+        raise ValueError(
+            "The 'random' sampler cannot be exported to TFLite (its stateless random op has no TFLite "
+            "builtin kernel); export the keras or savedmodel format, or use a deterministic sampler."
+        )
+    L = tf.maximum(tf.cast(tf.reshape(length, []), tf.int32), 0)
+    i = tf.range(k, dtype=tf.int32)
+    uniform = tf.math.floordiv((2 * i + 1) * L, 2 * k)
+    if method == "uniform":
+        idx = uniform
+    elif method == "first":
+        idx = i
+    elif method == "last":
+        idx = L - k + i
+    elif method == "middle":
+        idx = tf.math.floordiv(L - k, 2) + i
+    else:  # first_middle_last
+        a, b, c = sampling._fml_sizes(k)
+        mid_start = tf.clip_by_value(tf.math.floordiv(L - b, 2), a, tf.maximum(L - b - c, a))
+        idx = tf.concat([tf.range(a, dtype=tf.int32), mid_start + tf.range(b, dtype=tf.int32),
+                         L - c + tf.range(c, dtype=tf.int32)], axis=0)
+    if method != "uniform":
+        idx = tf.where(L >= k, idx, uniform)
+    return tf.clip_by_value(idx, 0, tf.maximum(L - 1, 0))
+
+
+def serve_video(model, frames_in, k: int, sampler: str = "uniform", input_dtype: str = "float32",
+                dequantize: str | None = "yt8m", int32_indices: bool = False) -> dict[str, tf.Tensor]:
+    """The serving computation on one video ``(T, D)`` (a TF graph; used by every format).
+
+    ``int32_indices`` (the TFLite export) computes the sampler's indices with
+    `_indices_int32` instead of `kdzoo.sampling.sample_indices`; both give the same indices.
+    """
+    x = tf.convert_to_tensor(frames_in)
+    x = _dequantize(x, dequantize) if input_dtype == "uint8" else tf.cast(x, tf.float32)
+    length = tf.shape(x)[0]
+    if int32_indices:
+        idx = _indices_int32(length, k, sampler)
+    else:
+        idx = sampling.sample_indices(tf.reshape(length, [1]), k, method=sampler, training=False)[0]
+    # One zero row of padding keeps the gather in range for an empty video (its mask is 0).
+    padded = tf.concat([x, tf.zeros([1, tf.shape(x)[1]], tf.float32)], axis=0)
+    frames_k = tf.gather(padded, idx)[None]
+    mask_k = tf.fill([1, k], tf.cast(length > 0, tf.float32))
+    out = model({"frames": frames_k, "mask": mask_k}, training=False)
+    return {"predictions": out["predictions"][0], "embedding": out["embedding"][0]}
+
+
+@keras.saving.register_keras_serializable(package="kdzoo")
+class VideoServing(keras.layers.Layer):
+    """Samples a student's k frames from one ``(T, D)`` video and applies the student.
+
+    Args:
+        model: the kdzoo student (see `kdzoo.models.build_model`).
+        frames: k, the frames the student sees.
+        sampler: a `kdzoo.sampling.SAMPLERS` name (applied with ``training=False``).
+        input_dtype: ``"float32"`` features or ``"uint8"`` quantised codes.
+        dequantize: the `kdzoo.data.dequantize` variant for uint8 input.
+    """
+
+    def __init__(self, model, frames: int, sampler: str = "uniform", input_dtype: str = "float32",
+                 dequantize: str | None = "yt8m", **kwargs):
+        super().__init__(**kwargs)
+        self.frames, self.feature_size = _check_options(model, frames, sampler, input_dtype, dequantize)
+        self.model = model
+        self.sampler = sampler
+        self.video_dtype = input_dtype
+        self.dequantize = dequantize
+
+    def build(self, input_shape=None):
+        self.built = True
+
+    def call(self, inputs):
+        return serve_video(self.model, inputs, self.frames, self.sampler, self.video_dtype, self.dequantize)
+
+    def compute_output_spec(self, inputs):
+        num_classes = int(self.model.get_layer("predictions").output.shape[-1])
+        emb = int(self.model.get_layer("embedding").output.shape[-1])
+        return {
+            "predictions": keras.KerasTensor((num_classes,), dtype="float32"),
+            "embedding": keras.KerasTensor((emb,), dtype="float32"),
+        }
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "model": keras.saving.serialize_keras_object(self.model),
+                "frames": self.frames,
+                "sampler": self.sampler,
+                "input_dtype": self.video_dtype,
+                "dequantize": self.dequantize,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "VideoServing":
+        config = dict(config)
+        config["model"] = keras.saving.deserialize_keras_object(config.pop("model"))
+        return cls(**config)
+
+
+def serving_model(model, frames: int | None = None, sampler: str = "uniform", input_dtype: str = "float32",
+                  dequantize: str | None = "yt8m") -> keras.Model:
+    """A keras.Model: one video ``(T, D)`` -> ``{"predictions", "embedding"}`` (no batch axis)."""
+    layer = VideoServing(model, frames, sampler, input_dtype, dequantize, name="video_serving")
+    video = keras.Input(batch_shape=(None, layer.feature_size), dtype=input_dtype, name="video")
+    return keras.Model(video, layer(video), name=f"{model.name}_serving")
+
+
+class _ServingModule(tf.Module):
+    def __init__(self, model, frames, sampler, input_dtype, dequantize, feature_size, int32_indices=False):
+        super().__init__(name="kdzoo_serving")
+        self.model = model
+        self._options = (frames, sampler, input_dtype, dequantize, int32_indices)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, feature_size], tf.as_dtype(input_dtype), name="video")])
+        def serve(video):
+            return serve_video(self.model, video, *self._options)
+
+        self.serve = serve
+
+
+def _module(model, frames, sampler, input_dtype, dequantize, int32_indices=False) -> _ServingModule:
+    frames, feature_size = _check_options(model, frames, sampler, input_dtype, dequantize)
+    return _ServingModule(model, frames, sampler, input_dtype, dequantize, feature_size, int32_indices)
+
+
+def export_model(
+    model: keras.Model,
+    path: str | os.PathLike,
+    format: str = "keras",
+    frames: int | None = None,
+    sampler: str = "uniform",
+    input_dtype: str = "float32",
+    dequantize: str | None = "yt8m",
+) -> str:
+    """Writes a serving artefact for a student (see the module docstring).
+
+    Args:
+        model: a kdzoo model (`build_model` / `kdzoo.load`).
+        path: the ``.keras`` file, SavedModel folder or ``.tflite`` file to write.
+        format: ``"keras"``, ``"savedmodel"`` or ``"tflite"``.
+        frames: k; defaults to the frame count the model was built for.
+        sampler: how the k frames are chosen (`kdzoo.sampling.SAMPLERS`).
+        input_dtype: ``"float32"`` features or ``"uint8"`` quantised codes.
+        dequantize: `kdzoo.data.dequantize` variant applied to uint8 input.
+
+    Returns:
+        The path written, as a string.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"Unknown export format {format!r}. Expected one of {FORMATS}.")
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if format == "keras":
+        if path.suffix != ".keras":
+            raise ValueError(f"A keras export needs a path ending in '.keras'. Received: {path}")
+        serving_model(model, frames, sampler, input_dtype, dequantize).save(path)
+        return str(path)
+    if format == "savedmodel":
+        module = _module(model, frames, sampler, input_dtype, dequantize)
+        tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+        return str(path)
+    if sampler == "random":
+        _indices_int32(0, 1, sampler)  # raises the explanation
+    module = _module(model, frames, sampler, input_dtype, dequantize, int32_indices=True)
+    # Variables frozen into constants first: converted as they are, the Keras 3 variables
+    # stay TFLite resource variables that the interpreter reads uninitialised.
+    concrete = module.serve.get_concrete_function()
+    frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False)
+    names = sorted(concrete.structured_outputs)  # the order tf.nest flattens the output dict in
+
+    @tf.function(input_signature=concrete.structured_input_signature[0])
+    def serve(video):  # puts the output names back into the TFLite signature
+        return dict(zip(names, tf.nest.flatten(frozen(video))))
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], module)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    flatbuffer = converter.convert()
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(flatbuffer)
+    os.replace(tmp, path)
+    return str(path)
+
+
+def run_tflite(path_or_interpreter, video) -> dict[str, np.ndarray]:
+    """Runs an exported ``.tflite`` on one video ``(T, D)``; returns numpy outputs by name."""
+    interpreter = path_or_interpreter
+    if not isinstance(interpreter, tf.lite.Interpreter):
+        interpreter = tf.lite.Interpreter(model_path=str(path_or_interpreter))
+    (inp,) = interpreter.get_input_details()
+    video = np.asarray(video).astype(inp["dtype"])
+    # The signature runner resizes the dynamic frame axis to this video's length.
+    (key,) = interpreter.get_signature_list()
+    runner = interpreter.get_signature_runner(key)
+    return {k: np.asarray(v) for k, v in runner(video=video).items()}
