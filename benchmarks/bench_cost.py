@@ -1,92 +1,120 @@
 """Inference cost of teacher (all N frames) vs student (k frames) for each model family.
 
-For every family (hrnn, netvlad, nextvlad, pooling) and setting (YouTube-8M: 1152
-features, 3862 classes, N=300, k=10; AudioSet: 128 features, 527 classes, N=10, k=2)
-builds a teacher and a student of the same architecture with `kdzoo.models.build_model`
-and measures, in one run: analytic FLOPs (total and frame-dependent / head split),
-parameters, latency at batch 1 and 64 (teacher and student interleaved), and the
-student/teacher ratios. For the VLAD families, whose head does not depend on the
-frame count, it also proposes the student head size (``output_size``) whose FLOPs
-ratio comes closest to the paper's target (~90% fewer FLOPs).
+The hrnn, netvlad and nextvlad teachers and students are the zoo's own architectures,
+read from ``zoo_configs/<family>.<setting>.yaml`` (`ZooConfig.model_config`): the
+YouTube-8M setting (1152 features, 3862 classes, N=300) with the k=10 student, and the
+AudioSet setting (128 features, 527 classes, N=10) with the k=2 student. Mean+max frame
+pooling, which has no zoo config, is an extra baseline built here with the head settings
+(dropout, context gating, MoE head) that the setting's zoo configs share.
 
-Writes ``benchmarks/results/<cpu|gpu>/cost.json``. Run from the repository root:
+For each pair it measures, in one run: analytic FLOPs (total and frame-dependent / head
+split), parameters, latency at batch 1 and 64 (teacher and student interleaved), and the
+student/teacher ratios. For the VLAD families, whose head does not depend on the frame
+count, it also proposes the student head size (``output_size``) whose FLOPs ratio comes
+closest to the paper's target (~90% fewer FLOPs); for H-RNN it sweeps the block size.
+
+Writes ``benchmarks/results/<cpu|gpu>/cost.json`` (the folder follows the device
+TensorFlow runs on). Run from the repository root:
 
     python benchmarks/bench_cost.py
     python benchmarks/bench_cost.py --families hrnn --settings yt8m --repeats 5
+    python benchmarks/bench_cost.py --families hrnn --repeats 2 --repeats-large 1 --out /tmp/cost.json
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
-import os
 import pathlib
-import platform
 import sys
 import time
-
-import tensorflow as tf
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from kdzoo import profiling  # noqa: E402
 from kdzoo.models import build_model  # noqa: E402
-from kdzoo.profiling.latency import device_name  # noqa: E402
+from kdzoo.zoo.config import ZooConfig  # noqa: E402
 
-FAMILIES = ("hrnn", "netvlad", "nextvlad", "pooling")
+from _device import default_output, environment  # noqa: E402
+
+ZOO_FAMILIES = ("hrnn", "netvlad", "nextvlad")
+FAMILIES = (*ZOO_FAMILIES, "pooling")
+ZOO_CONFIGS = REPO_ROOT / "zoo_configs"
 
 SETTINGS = {
-    "yt8m": {
-        "feature_size": 1024 + 128,  # RGB + audio
-        "num_classes": 3862,
-        "teacher_frames": 300,
-        "student_frames": 10,
-        "aggregator": {
-            # Block size 10 = k: the student's 10 frames fill exactly one block.
-            "hrnn": {"units": 512, "block_size": 10, "cell": "lstm"},
-            "netvlad": {"num_clusters": 64, "output_size": 1024},
-            "nextvlad": {"num_clusters": 64, "expansion": 2, "groups": 8, "output_size": 1024},
-            "pooling": {"mode": "mean_max"},
-        },
-        "hrnn_block_sizes": (5, 10, 20, 30),
-    },
-    "audioset": {
-        "feature_size": 128,
-        "num_classes": 527,
-        "teacher_frames": 10,
-        "student_frames": 2,
-        "aggregator": {
-            "hrnn": {"units": 256, "block_size": 5, "cell": "lstm"},
-            "netvlad": {"num_clusters": 32, "output_size": 256},
-            "nextvlad": {"num_clusters": 32, "expansion": 2, "groups": 8, "output_size": 256},
-            "pooling": {"mode": "mean_max"},
-        },
-        "hrnn_block_sizes": (1, 2, 5, 10),
-    },
+    # k: the student the paper reports for the setting; it must be one of the zoo config's frames.
+    "yt8m": {"student_frames": 10, "hrnn_block_sizes": (5, 10, 20, 30)},
+    "audioset": {"student_frames": 2, "hrnn_block_sizes": (1, 2, 5, 10)},
 }
+POOLING_AGGREGATOR = {"mode": "mean_max"}
+# Model keys a pooling baseline takes from the setting's zoo configs (everything but the aggregator).
+SHARED_MODEL_KEYS = ("hidden_size", "dropout", "context_gating", "head")
 
-HEAD = {"num_mixtures": 2}
 FLOPS_RATIO_TARGET = 0.10  # paper: ~90% fewer FLOPs
 LATENCY_RATIO_TARGET = 0.70  # paper: ~30% less inference time
 
 
-def device_kind() -> str:
-    return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+def zoo_config_path(setting: str, family: str) -> pathlib.Path:
+    return ZOO_CONFIGS / f"{family}.{setting}.yaml"
 
 
-def model_config(setting: str, family: str, role: str, frames: int, aggregator=None) -> dict:
-    spec = SETTINGS[setting]
-    return {
-        "family": family,
-        "feature_size": spec["feature_size"],
-        "num_classes": spec["num_classes"],
-        "frames": frames,
-        "aggregator": copy.deepcopy(aggregator or spec["aggregator"][family]),
-        "head": dict(HEAD),
-        "name": f"{family}_{setting}_{role}",
-    }
+@functools.lru_cache(maxsize=None)
+def zoo_config(setting: str, family: str) -> ZooConfig:
+    config = ZooConfig.from_file(zoo_config_path(setting, family))
+    k = SETTINGS[setting]["student_frames"]
+    if k not in config.frames:
+        raise ValueError(f"{config.path} has no k={k} student (frames: {list(config.frames)}).")
+    return config
+
+
+def teacher_frames(setting: str) -> int:
+    return zoo_config(setting, ZOO_FAMILIES[0]).spec.max_frames
+
+
+def _pooling_config(setting: str) -> dict:
+    """Model keys shared by all zoo configs of the setting, with a mean+max pooling aggregator."""
+    base = zoo_config(setting, ZOO_FAMILIES[0]).model_config("teacher")
+    for family in ZOO_FAMILIES[1:]:
+        other = zoo_config(setting, family).model_config("teacher")
+        differ = [key for key in SHARED_MODEL_KEYS if base.get(key) != other.get(key)]
+        if differ:
+            raise ValueError(
+                f"The {setting} zoo configs disagree on {differ}: the pooling baseline has no single head to copy."
+            )
+    config = {key: copy.deepcopy(base[key]) for key in SHARED_MODEL_KEYS if key in base}
+    config.update(
+        family="pooling",
+        feature_size=base["feature_size"],
+        num_classes=base["num_classes"],
+        aggregator=dict(POOLING_AGGREGATOR),
+    )
+    return config
+
+
+def model_config(setting: str, family: str, role: str, aggregator: dict | None = None) -> dict:
+    """The build_model config of the setting's teacher or k-frame student.
+
+    ``aggregator`` overrides some of the aggregator's keys (head and block-size sweeps).
+    """
+    k = SETTINGS[setting]["student_frames"]
+    if family == "pooling":
+        config = _pooling_config(setting)
+        config["frames"] = teacher_frames(setting) if role == "teacher" else k
+    else:
+        config = zoo_config(setting, family).model_config(role, k if role == "student" else None)
+    if aggregator:
+        config["aggregator"] = {**config["aggregator"], **aggregator}
+    config["name"] = f"{family}_{setting}_{role}"
+    return config
+
+
+def model_source(setting: str, family: str) -> str:
+    if family == "pooling":
+        return "benchmarks/bench_cost.py (baseline, no zoo config)"
+    return str(zoo_config_path(setting, family).relative_to(REPO_ROOT))
 
 
 def proposed_head(setting: str, family: str, teacher_flops: int, teacher_params: int) -> dict:
@@ -96,14 +124,12 @@ def proposed_head(setting: str, family: str, teacher_flops: int, teacher_params:
     counts give the line; the nearest multiple of 8 (at least 8) is then built and
     counted exactly.
     """
-    spec = SETTINGS[setting]
-    k = spec["student_frames"]
+    k = SETTINGS[setting]["student_frames"]
 
     def student(output_size):
-        aggregator = dict(spec["aggregator"][family], output_size=output_size)
-        return build_model(model_config(setting, family, "student", k, aggregator))
+        return build_model(model_config(setting, family, "student", {"output_size": output_size}))
 
-    current = spec["aggregator"][family]["output_size"]
+    current = model_config(setting, family, "student")["aggregator"]["output_size"]
     f8, f16 = (profiling.flops(student(o), k) for o in (8, 16))
     slope = (f16 - f8) / 8
     intercept = f8 - 8 * slope
@@ -132,12 +158,11 @@ def hrnn_block_sweep(setting: str, args) -> dict:
     (teacher and student share the block size; the student's k frames are padded to
     whole blocks). Sequential RNN steps are block_size + blocks, which sets batch-1
     latency on CPU."""
-    spec = SETTINGS[setting]
     out = {}
-    for block in spec["hrnn_block_sizes"]:
-        aggregator = dict(spec["aggregator"]["hrnn"], block_size=block)
-        t = build_model(model_config(setting, "hrnn", "teacher", spec["teacher_frames"], aggregator))
-        s = build_model(model_config(setting, "hrnn", "student", spec["student_frames"], aggregator))
+    for block in SETTINGS[setting]["hrnn_block_sizes"]:
+        aggregator = {"block_size": block}
+        t = build_model(model_config(setting, "hrnn", "teacher", aggregator))
+        s = build_model(model_config(setting, "hrnn", "student", aggregator))
         report = profiling.compare(
             t, s, batches=(1,), warmup=args.warmup, repeats=args.repeats, seed=args.seed
         )
@@ -151,29 +176,34 @@ def hrnn_block_sweep(setting: str, args) -> dict:
 
 
 def bench_pair(setting: str, family: str, args) -> dict:
-    spec = SETTINGS[setting]
-    teacher = build_model(model_config(setting, family, "teacher", spec["teacher_frames"]))
-    student = build_model(model_config(setting, family, "student", spec["student_frames"]))
+    k = SETTINGS[setting]["student_frames"]
+    teacher_config = model_config(setting, family, "teacher")
+    student_config = model_config(setting, family, "student")
+    teacher = build_model(teacher_config)
+    student = build_model(student_config)
     repeats = {
         1: args.repeats,
-        64: args.repeats_large if spec["teacher_frames"] >= 100 else args.repeats,
+        64: args.repeats_large if teacher_frames(setting) >= 100 else args.repeats,
     }
     repeats = {b: repeats.get(b, args.repeats) for b in args.batches}
     start = time.perf_counter()
     report = profiling.compare(
         teacher,
         student,
-        student_frames=spec["student_frames"],
+        student_frames=k,
         batches=tuple(args.batches),
         warmup=args.warmup,
         repeats=repeats,
         seed=args.seed,
     )
     report["config"] = {
-        "aggregator": spec["aggregator"][family],
-        "head": HEAD,
-        "feature_size": spec["feature_size"],
-        "num_classes": spec["num_classes"],
+        "source": model_source(setting, family),
+        "aggregator": teacher_config["aggregator"],
+        "head": teacher_config.get("head"),
+        "feature_size": teacher_config["feature_size"],
+        "num_classes": teacher_config["num_classes"],
+        "teacher": teacher_config,
+        "student": student_config,
     }
     report["repeats"] = repeats
     report["targets"] = {"flops_ratio": FLOPS_RATIO_TARGET, "latency_ratio": LATENCY_RATIO_TARGET}
@@ -207,21 +237,15 @@ def main(argv=None) -> int:
         help="timed runs at batch 64 when the teacher sees >= 100 frames",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", type=pathlib.Path, default=None,
-                        help="default: benchmarks/results/<cpu|gpu>/cost.json")
+    parser.add_argument("--out", "--output", dest="output", type=pathlib.Path, default=None,
+                        help="result file (default: benchmarks/results/<cpu|gpu>/cost.json)")
     args = parser.parse_args(argv)
 
-    kind = device_kind()
-    output = args.output or REPO_ROOT / "benchmarks" / "results" / kind / "cost.json"
-    gpus = tf.config.list_physical_devices("GPU")
+    output = args.output or default_output("cost.json")
     result = {
-        "device_kind": kind,
-        "device": device_name(),
-        "gpus": [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus],
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "tensorflow": tf.__version__,
-        "python": platform.python_version(),
+        **environment(),
+        "command": "python " + " ".join(["benchmarks/bench_cost.py", *(sys.argv[1:] if argv is None else argv)]),
+        "student_frames": {setting: SETTINGS[setting]["student_frames"] for setting in args.settings},
         "flops_convention": "multiply-add = 2 FLOPs; one video (batch 1); see kdzoo/profiling/flops.py",
         "results": {},
     }

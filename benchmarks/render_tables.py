@@ -1,6 +1,7 @@
 """Prints benchmarks/results/<kind>/cost.json as Markdown tables.
 
     python benchmarks/render_tables.py [benchmarks/results/cpu/cost.json]
+    python benchmarks/render_tables.py benchmarks/results/gpu/cost.json
 """
 
 from __future__ import annotations
@@ -16,22 +17,35 @@ def _g(flops: float) -> str:
     return f"{flops / 1e9:.3f}"
 
 
+def _batches(data: dict) -> list[str]:
+    for families in data["results"].values():
+        for r in families.values():
+            return list(r["ratios"]["latency"])
+    return []
+
+
 def render(data: dict) -> str:
+    batches = _batches(data)
+    bs = " / ".join(f"b{b}" for b in batches)
     lines = [
         f"Device: {data['device']} ({data['cpu_count']} CPUs), TensorFlow {data['tensorflow']}",
         "",
         "| setting | family | teacher GFLOPs (frame / head) | student GFLOPs (frame / head)"
-        " | FLOPs ratio | params ratio | latency ratio b1 | latency ratio b64"
-        " | teacher ms b1 / b64 | student ms b1 / b64 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        " | FLOPs ratio | params ratio | "
+        + " | ".join(f"latency ratio b{b}" for b in batches)
+        + f" | teacher ms {bs} | student ms {bs} |",
+        "|---|---|---|---|---|---|" + "---|" * len(batches) + "---|---|",
     ]
+    sources = []
     proposals = []
     for setting, families in data["results"].items():
         for family, r in families.items():
             t, s, ratios = r["teacher"], r["student"], r["ratios"]
             lat = ratios["latency"]
             tl, sl = t["latency"], s["latency"]
-            batches = list(lat)
+            source = r.get("config", {}).get("source")
+            if source:
+                sources.append(f"- {setting} {family}: N={t['frames']}, k={s['frames']}, {source}")
             lines.append(
                 f"| {setting} | {family} "
                 f"| {_g(t['flops'])} ({_g(t['flops_split']['frame_dependent'])} / {_g(t['flops_split']['head'])}) "
@@ -49,6 +63,8 @@ def render(data: dict) -> str:
                     f"| {p['flops_ratio']:.4f} | {p['params_ratio']:.3f} "
                     f"| {'yes' if p['needed'] else 'no'} | {'yes' if p['target_reachable'] else 'no'} |"
                 )
+    if sources:
+        lines += ["", "Models (teacher sees N frames, student k):", "", *sources]
     if proposals:
         lines += [
             "",
