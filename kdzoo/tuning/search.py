@@ -1,0 +1,498 @@
+"""keras-tuner search over the student's frame count k, sampler, loss weights and learning rate.
+
+A tune config is a zoo config (`kdzoo.zoo.config`) plus a ``tune:`` section::
+
+    tune:
+      tuner: bayesian              # bayesian | hyperband | random
+      max_trials: 8                # bayesian/random; hyperband sizes itself from `epochs`
+      frames: [1, 2, 3, 5]         # hp.Choice("frames"): the student's k (default: the config's frames)
+      samplers: [uniform, random]  # hp.Choice("sampler") (default: the config's sampler)
+      lambda: 0.1                  # weight of the cost term in the objective
+      learning_rate: [1e-4, 1e-2]  # hp.Float, log sampling (a number fixes it)
+      representation_weight: [0, 0.01]   # [lo, hi] -> hp.Float; a number -> fixed;
+      prediction_weight: [0.5, 2.0]      #   {values: [...]} -> hp.Choice
+      epochs: 5                    # per trial (hyperband: max epochs); default: student_epochs
+      teacher_epochs: null         # default: the config's training epochs
+      project_name: null           # default: <family>.<dataset>
+      seed: null                   # default: the config's training seed
+
+The teacher is trained once (resumably, `kdzoo.training.train_teacher`) and frozen; each
+trial distils a fresh k-frame student from it (serial mode). One scalar is maximised:
+
+    val_tradeoff = val_student_gap - lambda * FLOPs(student, k) / FLOPs(teacher, all frames)
+
+(FLOPs from `kdzoo.profiling.flops`, one video). It is added to the epoch logs by
+`TradeoffCallback`, so keras-tuner checkpoints the best epoch of each trial by it.
+The search lives in ``<work_dir>/search/<project_name>`` and resumes after a crash
+(completed trials are never re-run; an interrupted one is run again).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import pathlib
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+import keras_tuner
+import yaml
+
+from kdzoo.data import count_records, make_dataset
+from kdzoo.distillation import Distiller
+from kdzoo.models import build_model
+from kdzoo.sampling import SAMPLERS
+from kdzoo.zoo.config import ZooConfig
+
+OBJECTIVE = "val_tradeoff"
+QUALITY = "val_student_gap"
+TUNERS = ("bayesian", "hyperband", "random")
+SEARCH_SUBDIR = "search"
+
+_TUNE_KEYS = {
+    "tuner", "max_trials", "frames", "samplers", "lambda", "learning_rate", "representation_weight",
+    "prediction_weight", "epochs", "teacher_epochs", "project_name", "seed", "hyperband_factor",
+    "batch_size", "tensorboard",
+}
+
+
+# ----------------------------------------------------------------------------- settings
+@dataclasses.dataclass(frozen=True)
+class TuneSettings:
+    """The parsed ``tune:`` section (see the module docstring)."""
+
+    tuner: str
+    max_trials: int
+    frames: tuple[int, ...]
+    samplers: tuple[str, ...]
+    lam: float
+    learning_rate: Any
+    representation_weight: Any
+    prediction_weight: Any
+    epochs: int
+    teacher_epochs: int | None
+    project_name: str
+    seed: int
+    batch_size: int
+    hyperband_factor: int = 3
+    tensorboard: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["lambda"] = out.pop("lam")
+        out["frames"] = list(self.frames)
+        out["samplers"] = list(self.samplers)
+        return out
+
+
+def _check_range(name: str, value: Any, *, log: bool = False) -> Any:
+    """Validates a hyperparameter spec: number | [lo, hi] | {values: [...]} | {min, max[, sampling]}."""
+    if isinstance(value, bool):
+        raise ValueError(f"tune.{name}: expected a number, [min, max] or {{values: [...]}}. Received: {value!r}")
+    if isinstance(value, (int, float)):
+        if log and value <= 0:
+            raise ValueError(f"tune.{name} must be > 0. Received: {value!r}")
+        return float(value)
+    if isinstance(value, Mapping):
+        if "values" in value:
+            values = [float(v) for v in value["values"]]
+            if not values:
+                raise ValueError(f"tune.{name}.values must not be empty.")
+            return {"values": values}
+        if {"min", "max"} <= set(value):
+            lo, hi = float(value["min"]), float(value["max"])
+            sampling = value.get("sampling", "log" if log else "linear")
+            out = _check_range(name, [lo, hi], log=sampling == "log")
+            return out if isinstance(out, float) else {"min": lo, "max": hi, "sampling": sampling}
+        raise ValueError(f"tune.{name}: expected {{values: [...]}} or {{min: .., max: ..}}. Received: {value!r}")
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
+        lo, hi = float(value[0]), float(value[1])
+        if not (math.isfinite(lo) and math.isfinite(hi)) or hi < lo:
+            raise ValueError(f"tune.{name}: expected [min, max] with min <= max. Received: {value!r}")
+        if log and lo <= 0:
+            raise ValueError(f"tune.{name}: a log-sampled range needs min > 0. Received: {value!r}")
+        if lo == hi:
+            return lo
+        return {"min": lo, "max": hi, "sampling": "log" if log else "linear"}
+    raise ValueError(f"tune.{name}: expected a number, [min, max] or {{values: [...]}}. Received: {value!r}")
+
+
+def parse_tune_section(raw: Mapping[str, Any] | None, config: ZooConfig) -> TuneSettings:
+    """`TuneSettings` from a ``tune:`` mapping, with defaults taken from `config`."""
+    raw = dict(raw or {})
+    unknown = set(raw) - _TUNE_KEYS
+    if unknown:
+        raise ValueError(f"Unknown tune keys {sorted(unknown)}. Expected a subset of {sorted(_TUNE_KEYS)}.")
+    tuner = str(raw.get("tuner", "bayesian")).lower()
+    if tuner not in TUNERS:
+        raise ValueError(f"Unknown tuner {tuner!r}. Expected one of {TUNERS}.")
+    max_frames = config.spec.max_frames
+    frames = tuple(raw.get("frames") or config.frames)
+    if not frames or any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_frames for k in frames):
+        raise ValueError(f"tune.frames: expected frame counts in 1..{max_frames}. Received: {raw.get('frames')!r}")
+    frames = tuple(sorted(set(frames)))
+    samplers = raw.get("samplers") or [config.sampler]
+    if isinstance(samplers, str):
+        samplers = [samplers]
+    bad = [s for s in samplers if s not in SAMPLERS]
+    if bad:
+        raise ValueError(f"tune.samplers: unknown samplers {bad}. Expected names from {SAMPLERS}.")
+    samplers = tuple(dict.fromkeys(samplers))
+
+    def positive_int(key, default, allow_none=False):
+        value = raw.get(key, default)
+        if value is None and allow_none:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"tune.{key}: expected a positive integer. Received: {value!r}")
+        return value
+
+    lam = raw.get("lambda", 0.1)
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
+        raise ValueError(f"tune.lambda: expected a number >= 0. Received: {lam!r}")
+    distill = config.distillation
+    t = config.training
+    return TuneSettings(
+        tuner=tuner,
+        max_trials=positive_int("max_trials", 8),
+        frames=frames,
+        samplers=samplers,
+        lam=float(lam),
+        learning_rate=_check_range("learning_rate", raw.get("learning_rate", [1e-4, 1e-2]), log=True),
+        representation_weight=_check_range(
+            "representation_weight", raw.get("representation_weight", distill.get("representation_weight", 0.01))
+        ),
+        prediction_weight=_check_range(
+            "prediction_weight", raw.get("prediction_weight", distill.get("prediction_weight", 1.0))
+        ),
+        epochs=positive_int("epochs", int(t.get("student_epochs") or t["epochs"])),
+        teacher_epochs=positive_int("teacher_epochs", None, allow_none=True),
+        project_name=str(raw.get("project_name") or f"{config.family}.{config.dataset}"),
+        seed=int(raw["seed"]) if raw.get("seed") is not None else int(t["seed"]),
+        batch_size=positive_int("batch_size", int(t["batch_size"])),
+        hyperband_factor=positive_int("hyperband_factor", 3),
+        tensorboard=bool(raw.get("tensorboard", True)),
+    )
+
+
+def load_tune_config(source: str | os.PathLike | Mapping[str, Any]) -> tuple[ZooConfig, TuneSettings]:
+    """Reads a tune config (a YAML path or a dict): pops ``tune:`` and builds the `ZooConfig`."""
+    path = None
+    if isinstance(source, Mapping):
+        raw = copy.deepcopy(dict(source))
+    else:
+        path = pathlib.Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"Tune config not found: {path}")
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"Expected a mapping at the top of the tune config {path}.")
+        raw = dict(raw)
+    tune = raw.pop("tune", None)
+    if tune is not None and not isinstance(tune, Mapping):
+        raise ValueError(f"Expected 'tune' to be a mapping. Received: {tune!r}")
+    config = ZooConfig.from_dict(raw, path=None if path is None else str(path))
+    return config, parse_tune_section(tune, config)
+
+
+# ----------------------------------------------------------------------------- hypermodel
+class TradeoffCallback(keras.callbacks.Callback):
+    """Adds ``val_tradeoff = val_student_gap - lam * flops_ratio`` (and ``flops_ratio``) to the epoch logs.
+
+    Must run before keras-tuner's callbacks, which read the objective from the same logs.
+    """
+
+    def __init__(self, flops_ratio: float, lam: float):
+        super().__init__()
+        self.flops_ratio, self.lam = float(flops_ratio), float(lam)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        logs["flops_ratio"] = self.flops_ratio
+        if QUALITY in logs:
+            logs[OBJECTIVE] = float(logs[QUALITY]) - self.lam * self.flops_ratio
+
+
+def _hp_value(hp, name: str, spec: Any):
+    if isinstance(spec, float):
+        return hp.Fixed(name, spec)
+    if "values" in spec:
+        return hp.Choice(name, spec["values"])
+    return hp.Float(name, spec["min"], spec["max"], sampling=spec["sampling"])
+
+
+def _distill_kwargs(config: ZooConfig) -> dict[str, Any]:
+    from kdzoo.training import _distill_kwargs as validated
+
+    kwargs = validated(config)
+    # The searched weights come from the hyperparameters; the teacher is pretrained (serial).
+    for key in ("mode", "representation_weight", "prediction_weight", "teacher_ce_weight", "distill_into_teacher"):
+        kwargs.pop(key, None)
+    return kwargs
+
+
+class FrameSearchHyperModel(keras_tuner.HyperModel):
+    """Builds a compiled `Distiller`: the frozen pretrained teacher and a k-frame student.
+
+    Hyperparameters: ``frames`` (k), ``sampler``, ``learning_rate``,
+    ``representation_weight``, ``prediction_weight``.
+
+    Args:
+        config: the zoo config (architecture, data spec, distillation defaults).
+        settings: the parsed ``tune:`` section.
+        teacher: the trained teacher; its weights are copied into a fresh frozen teacher
+            for every trial (keras-tuner clears the Keras session between trials).
+        metric_capacity: most videos one epoch of GAP can hold (training records + 1).
+    """
+
+    def __init__(self, config: ZooConfig, settings: TuneSettings, teacher: keras.Model, metric_capacity: int):
+        super().__init__(name="frame_search", tunable=True)
+        self.config = config
+        self.settings = settings
+        self.teacher_weights = [w.copy() for w in teacher.get_weights()]
+        self.metric_capacity = int(metric_capacity)
+        self._flops: dict[int, int] = {}
+        self.teacher_flops = self._profile_flops(teacher, config.spec.max_frames)
+
+    @staticmethod
+    def _profile_flops(model: keras.Model, frames: int) -> int:
+        from kdzoo import profiling  # cost accounting is optional for the training path
+
+        return int(profiling.flops(model, frames=frames))
+
+    def student_flops(self, frames: int) -> int:
+        """FLOPs of the k-frame student on one video (cached per k)."""
+        frames = int(frames)
+        if frames not in self._flops:
+            self._flops[frames] = self._profile_flops(build_model(self.config.model_config("student", frames)), frames)
+        return self._flops[frames]
+
+    def flops_ratio(self, frames: int) -> float:
+        return self.student_flops(frames) / self.teacher_flops
+
+    def declare(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+        """Declares the search space on `hp` and returns this trial's values."""
+        s = self.settings
+        return {
+            "frames": int(hp.Choice("frames", list(s.frames))),
+            "sampler": hp.Choice("sampler", list(s.samplers)),
+            "learning_rate": float(_hp_value(hp, "learning_rate", s.learning_rate)),
+            "representation_weight": float(_hp_value(hp, "representation_weight", s.representation_weight)),
+            "prediction_weight": float(_hp_value(hp, "prediction_weight", s.prediction_weight)),
+        }
+
+    def build_teacher(self) -> keras.Model:
+        teacher = build_model(self.config.model_config("teacher"))
+        teacher.set_weights(self.teacher_weights)
+        teacher.trainable = False
+        return teacher
+
+    def build(self, hp: keras_tuner.HyperParameters) -> Distiller:
+        values = self.declare(hp)
+        keras.utils.set_random_seed(self.settings.seed)
+        teacher = self.build_teacher()
+        student = build_model(self.config.model_config("student", values["frames"]))
+        distiller = Distiller(
+            teacher, student, frames=values["frames"], sampler=values["sampler"], mode="serial",
+            representation_weight=values["representation_weight"], prediction_weight=values["prediction_weight"],
+            metric_capacity=self.metric_capacity, seed=self.settings.seed, **_distill_kwargs(self.config),
+        )
+        distiller.compile(optimizer=keras.optimizers.Adam(values["learning_rate"]))
+        return distiller
+
+    def fit(self, hp, model, *args, callbacks=None, **kwargs):
+        ratio = self.flops_ratio(hp.get("frames"))
+        callbacks = [TradeoffCallback(ratio, self.settings.lam)] + list(callbacks or [])
+        return model.fit(*args, callbacks=callbacks, **kwargs)
+
+
+# ----------------------------------------------------------------------------- tuner
+def make_tuner(
+    hypermodel: FrameSearchHyperModel,
+    directory: str | os.PathLike,
+    *,
+    max_trials: int | None = None,
+) -> keras_tuner.Tuner:
+    """The keras-tuner tuner of `hypermodel.settings.tuner`; reloads an existing search (overwrite=False)."""
+    s = hypermodel.settings
+    common = dict(
+        objective=keras_tuner.Objective(OBJECTIVE, "max"),
+        directory=str(directory),
+        project_name=s.project_name,
+        overwrite=False,
+        executions_per_trial=1,
+        seed=s.seed,
+    )
+    trials = int(max_trials or s.max_trials)
+    if s.tuner == "bayesian":
+        return keras_tuner.BayesianOptimization(hypermodel, max_trials=trials, **common)
+    if s.tuner == "random":
+        return keras_tuner.RandomSearch(hypermodel, max_trials=trials, **common)
+    return keras_tuner.Hyperband(
+        hypermodel, max_epochs=s.epochs, factor=s.hyperband_factor, hyperband_iterations=1, **common
+    )
+
+
+def _datasets(config: ZooConfig, data_dir, batch_size: int):
+    from kdzoo.training import resolve_data
+
+    files = resolve_data(config.data.get("train"), data_dir, "train")
+    fraction = float(config.training["validation_fraction"])
+    seed = int(config.training["seed"])
+    train = make_dataset(files, config.spec, batch_size, shuffle=True, seed=seed, cache=True,
+                         subset="train", validation_fraction=fraction)
+    val = make_dataset(files, config.spec, batch_size, cache=True, subset="validation",
+                       validation_fraction=fraction)
+    return train, val, files
+
+
+def trial_records(tuner: keras_tuner.Tuner, hypermodel: FrameSearchHyperModel) -> list[dict[str, Any]]:
+    """One record per trial (any status): hyperparameters, quality, FLOPs, score."""
+    out = []
+    lam = hypermodel.settings.lam
+    for trial_id in sorted(tuner.oracle.trials, key=lambda t: (len(t), t)):
+        trial = tuner.oracle.trials[trial_id]
+        values = trial.hyperparameters.values
+        record: dict[str, Any] = {"trial_id": trial_id, "status": str(trial.status)}
+        for key in ("frames", "sampler", "learning_rate", "representation_weight", "prediction_weight"):
+            record[key] = values.get(key)
+        if "tuner/epochs" in values:
+            record["epochs"] = values["tuner/epochs"]
+        k = values.get("frames")
+        flops = hypermodel.student_flops(k) if k is not None else None
+        ratio = flops / hypermodel.teacher_flops if flops is not None else None
+        score = trial.score if trial.status == "COMPLETED" else None
+        quality = None
+        if trial.metrics.exists(QUALITY):
+            quality = trial.metrics.get_last_value(QUALITY)
+        elif score is not None and ratio is not None:
+            quality = score + lam * ratio
+        record.update({
+            "quality": None if quality is None else float(quality),
+            "flops": flops,
+            "flops_ratio": ratio,
+            "score": None if score is None else float(score),
+        })
+        out.append(record)
+    return out
+
+
+def save_best_student(
+    tuner: keras_tuner.Tuner,
+    hypermodel: FrameSearchHyperModel,
+    best: Mapping[str, Any],
+    out_dir: str | os.PathLike,
+    *,
+    data_dir=None,
+    command: str = "",
+) -> tuple[pathlib.Path, dict[str, Any]]:
+    """Rebuilds the best trial's student from its checkpoint and writes a zoo-style entry.
+
+    The entry goes to ``<out_dir>/<family>_student_k<k>.<dataset>-tuned/`` (see
+    `kdzoo.zoo.artifacts.write_entry`). Returns the folder and the metadata written.
+    """
+    from kdzoo.training import _metadata_base
+    from kdzoo.zoo import artifacts
+
+    config, s = hypermodel.config, hypermodel.settings
+    trial = tuner.oracle.get_trial(best["trial_id"])
+    with warnings.catch_warnings():
+        # The checkpoint also holds the trial's optimizer state, which a rebuilt model does not need.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        distiller = tuner.load_model(trial)
+    student = distiller.student
+    k = int(best["frames"])
+    name = f"{config.student_name(k)}.{config.dataset}-tuned"
+    directory = pathlib.Path(out_dir) / name
+    meta = dict(_metadata_base(config, data_dir, command))
+    meta.update({
+        "name": name,
+        "role": "student",
+        "frames": k,
+        "sampler": best["sampler"],
+        "teacher": f"{config.teacher_name()}.{config.dataset}",
+        "distillation": dict(_distill_kwargs(config), mode="serial",
+                             representation_weight=best["representation_weight"],
+                             prediction_weight=best["prediction_weight"]),
+        "tuning": {
+            "trial_id": best["trial_id"],
+            "hyperparameters": {k_: v for k_, v in trial.hyperparameters.values.items()},
+            "objective": f"{QUALITY} - lambda * student_flops / teacher_flops",
+            "lambda": s.lam,
+            "score": best["score"],
+            "settings": s.to_dict(),
+        },
+        "best_val_gap": best["quality"],
+        "flops": int(best["flops"]),
+        "teacher_flops": int(hypermodel.teacher_flops),
+        "params": int(student.count_params()),
+        "teacher_ratio": {"flops": best["flops_ratio"]},
+    })
+    meta["training"] = dict(meta["training"], learning_rate=best["learning_rate"], epochs=s.epochs)
+    written = artifacts.write_entry(directory, student, config.model_config("student", k), meta)
+    return directory, written
+
+
+def run_search(
+    config: ZooConfig,
+    settings: TuneSettings,
+    data_dir: str | os.PathLike | None,
+    work_dir: str | os.PathLike,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    max_trials: int | None = None,
+    command: str = "",
+    verbose: int = 1,
+) -> dict[str, Any]:
+    """Trains the teacher (once), runs or resumes the search, writes the Pareto report and the best entry.
+
+    Layout::
+
+        <work_dir>/<family>_teacher.<dataset>/teacher/   the teacher's resumable run (train_teacher)
+        <work_dir>/search/<project_name>/trial_*/         keras-tuner state and checkpoints
+        <work_dir>/search/tb/<trial>/execution0/          TensorBoard logs per trial
+        <work_dir>/pareto.{csv,json,png}                  all trials, the front, the best trade-off
+        <out_dir>/<family>_student_k<k>.<dataset>-tuned/  the best student (out_dir defaults to
+                                                          <work_dir>/pretrained)
+
+    Returns the ``pareto.json`` document plus ``entry`` (the best student's folder).
+    """
+    from kdzoo.training import train_teacher
+
+    work_dir = pathlib.Path(work_dir)
+    out_dir = pathlib.Path(out_dir) if out_dir is not None else work_dir / "pretrained"
+    teacher, _ = train_teacher(config, data_dir, work_dir, epochs=settings.teacher_epochs, verbose=verbose)
+    train_ds, val_ds, files = _datasets(config, data_dir, settings.batch_size)
+    hypermodel = FrameSearchHyperModel(config, settings, teacher, metric_capacity=count_records(files) + 1)
+    search_dir = work_dir / SEARCH_SUBDIR
+    tuner = make_tuner(hypermodel, search_dir, max_trials=max_trials)
+    callbacks = []
+    if settings.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(search_dir / "tb")))
+    tuner.search(train_ds, validation_data=val_ds, epochs=settings.epochs, callbacks=callbacks, verbose=verbose)
+
+    records = trial_records(tuner, hypermodel)
+    summary = {
+        "objective": f"{OBJECTIVE} = {QUALITY} - lambda * student_flops / teacher_flops (maximised)",
+        "lambda": settings.lam,
+        "teacher_flops": hypermodel.teacher_flops,
+        "tuner": settings.tuner,
+        "settings": settings.to_dict(),
+        "command": command,
+    }
+    from kdzoo.tuning.pareto import write_report
+
+    doc = write_report(records, work_dir, summary=summary,
+                       title=f"{config.family}.{config.dataset}: {len(records)} trials")
+    doc["entry"] = None
+    if doc["best"] is not None:
+        best = next(r for r in doc["trials"] if r["trial_id"] == doc["best"])
+        directory, _ = save_best_student(tuner, hypermodel, best, out_dir, data_dir=data_dir, command=command)
+        doc["entry"] = str(directory)
+    return doc
