@@ -2,7 +2,6 @@
 synthetic AudioSet-layout TFRecords, resuming, and `kdzoo tune` surviving a SIGKILL."""
 
 import importlib.util
-import itertools
 import json
 import os
 import pathlib
