@@ -14,6 +14,7 @@ for every k in ``frames``. Keys::
     distillation: {...}             # Distiller keyword arguments (mode, loss weights)
     training: {...}                 # epochs, student_epochs, batch_size, learning_rate, validation_fraction, patience
     data: {train: GLOB, eval: GLOB} # relative to --data-dir, or absolute / gs:// paths
+    tune: {...}                     # optional: the `kdzoo tune` search space (kdzoo.tuning)
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ TRAINING_DEFAULTS = {
 }
 
 _KEYS = {"family", "dataset", "frames", "sampler", "model", "teacher", "student", "distillation", "training", "data"}
+# Sections read by other tools and ignored here: `tune` (kdzoo.tuning.load_tune_config).
+_OTHER_TOOLS_KEYS = {"tune"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +68,7 @@ class ZooConfig:
         where = f" in {path}" if path else ""
         if not isinstance(raw, Mapping):
             raise ValueError(f"Expected a mapping at the top of the zoo config{where}.")
-        unknown = set(raw) - _KEYS
+        unknown = set(raw) - _KEYS - _OTHER_TOOLS_KEYS
         if unknown:
             raise ValueError(f"Unknown zoo config keys {sorted(unknown)}{where}. Expected {sorted(_KEYS)}.")
         family = raw.get("family")
