@@ -434,3 +434,31 @@ def test_huge_video_is_truncated_by_the_pipeline(tmp_path):
     assert inputs["frames"].shape == (1, AUDIOSET.max_frames, 128)
     np.testing.assert_array_equal(inputs["mask"].numpy(), 1.0)
     np.testing.assert_array_equal(inputs["frames"].numpy()[0], expected(huge, AUDIOSET)["frames"])
+
+
+OVERRUN_SCRIPT = r"""
+import sys
+import tensorflow as tf
+from kdzoo.data import AUDIOSET, validate_records
+ex = tf.train.SequenceExample()
+ex.context.feature["labels"].int64_list.value.append(182)
+ex.context.feature["video_id"].bytes_list.value.append(b"vid0")
+ex.feature_lists.feature_list["audio_embedding"].feature.add().bytes_list.value.append(bytes(range(128)))
+record = ex.SerializeToString().replace(b"\x0a\x04vid0", b"\x0a\x44vid0")  # id value overruns its message
+with tf.io.TFRecordWriter(sys.argv[1]) as w:
+    w.write(record)
+report = validate_records(sys.argv[1], AUDIOSET)
+print("PROBLEM", report.problems[0])
+"""
+
+
+def test_overrunning_context_bytes_is_an_error_not_a_segfault(tmp_path):
+    """Regression: with a VarLenFeature context, TF 2.21's sequence parser segfaults on this record."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "overrun.tfrecord"
+    out = subprocess.run([sys.executable, "-c", OVERRUN_SCRIPT, str(path)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"PROBLEM {path} (record 0)" in out.stdout

@@ -61,8 +61,13 @@ def atomic_save_weights(model: keras.Model, path: str | os.PathLike) -> None:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.weights.h5")
-    model.save_weights(tmp)
-    os.replace(tmp, path)
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
