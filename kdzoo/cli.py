@@ -131,7 +131,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     reg = registry.get_registry()
     pretrained = {"yes": True, "no": False}.get(args.pretrained)
     table = Table(title=f"kdzoo models matching {args.pattern!r}")
-    for col in ("name", "role", "frames", "pretrained", "eval mAP", "eval GAP@20"):
+    table.add_column("name", no_wrap=True)
+    for col in ("role", "frames", "pretrained", "eval mAP", "eval GAP@20"):
         table.add_column(col)
     for name in reg.list_models(args.pattern, pretrained):
         card = reg.model_card(name)
