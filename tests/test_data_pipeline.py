@@ -17,6 +17,8 @@ from kdzoo.data import (
     validate_records,
 )
 from kdzoo.sampling import sample_indices_numpy
+from records import serialized_sequence_example
+from records import write_tfrecord as write
 
 SPEC = DatasetSpec(features=(FeatureSpec("rgb", 8), FeatureSpec("audio", 4)), num_classes=5, max_frames=6)
 VIDEO_SPEC = DatasetSpec(features=(FeatureSpec("mean_rgb", 3), FeatureSpec("mean_audio", 2)), num_classes=5,
@@ -33,25 +35,10 @@ def codes(vid: int, n: int, width: int, offset: int = 0) -> np.ndarray:
 def seq_example(vid, n, labels=(1,), widths=None, frames=None, drop=(), id_key="id"):
     widths = widths or {"rgb": 8, "audio": 4}
     frames = frames or {}
-    ex = tf.train.SequenceExample()
-    if id_key not in drop:
-        ex.context.feature[id_key].bytes_list.value.append(f"vid{vid}".encode())
-    if "labels" not in drop:
-        ex.context.feature["labels"].int64_list.value.extend(labels)
-    for i, (name, width) in enumerate(widths.items()):
-        if name in drop:
-            continue
-        fl = ex.feature_lists.feature_list[name]
-        for row in codes(vid, frames.get(name, n), width, offset=100 * i):
-            fl.feature.add().bytes_list.value.append(row.tobytes())
-    return ex.SerializeToString()
-
-
-def write(path, records):
-    with tf.io.TFRecordWriter(str(path)) as w:
-        for r in records:
-            w.write(r)
-    return str(path)
+    rows = {name: codes(vid, frames.get(name, n), width, offset=100 * i)
+            for i, (name, width) in enumerate(widths.items()) if name not in drop}
+    return serialized_sequence_example(None if id_key in drop else f"vid{vid}",
+                                       None if "labels" in drop else labels, rows, id_key=id_key)
 
 
 def expected_frames(vid, n):

@@ -10,6 +10,7 @@ import tensorflow as tf
 from kdzoo import cli, export, sampling
 from kdzoo.data import dequantize, quantize
 from kdzoo.models import build_model
+from records import tiny_zoo_yaml
 
 FEATURES = 6
 CLASSES = 5
@@ -142,15 +143,7 @@ def test_export_errors(tmp_path, models):
                                atol=1e-5)
 
 
-ZOO_YAML = """
-family: netvlad
-dataset: audioset
-frames: [2]
-sampler: uniform
-model:
-  aggregator: {num_clusters: 2, output_size: 4}
-  head: {num_mixtures: 1}
-"""
+ZOO_YAML = tiny_zoo_yaml()
 
 
 def test_cli_export(tmp_path, monkeypatch, capsys):

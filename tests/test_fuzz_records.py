@@ -30,6 +30,8 @@ from google.protobuf.message import DecodeError
 from kdzoo.data import (AUDIOSET, YT8M_FRAME, DataError, data_errors, dequantize, make_dataset, parse_example,
                         validate_records)
 from kdzoo.data.errors import iterate
+from records import sequence_example
+from records import write_tfrecord as write
 
 SEED = 20190616
 RESULTS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "fuzz_records.json"
@@ -42,23 +44,12 @@ def _frames(rng, n, width):
     return rng.integers(0, 256, size=(n, width), dtype=np.uint8)
 
 
-def make_record(spec, vid, labels, frames_by_feature):
-    ex = tf.train.SequenceExample()
-    ex.context.feature[spec.id_key].bytes_list.value.append(vid.encode())
-    ex.context.feature[spec.label_key].int64_list.value.extend(int(x) for x in labels)
-    for name, rows in frames_by_feature.items():
-        fl = ex.feature_lists.feature_list[name]
-        for row in rows:
-            fl.feature.add().bytes_list.value.append(row.tobytes())
-    return ex
-
-
 def base_records(spec, rng, lengths):
     out = []
     for i, n in enumerate(lengths):
         labels = sorted(set(rng.integers(0, spec.num_classes, size=1 + i % 4).tolist()))
         feats = {f.name: _frames(rng, n, f.width) for f in spec.features}
-        out.append(make_record(spec, f"vid{i}", labels, feats))
+        out.append(sequence_example(f"vid{i}", labels, feats, id_key=spec.id_key, label_key=spec.label_key))
     return out
 
 
@@ -252,13 +243,6 @@ def _parser(spec):
         return parse_example(record, spec, filename, index)
 
     return parse
-
-
-def write(path, records):
-    with tf.io.TFRecordWriter(str(path)) as w:
-        for r in records:
-            w.write(r)
-    return str(path)
 
 
 def _close_to(got, base, nbits=4):

@@ -12,21 +12,15 @@ import time
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from kdzoo.zoo import artifacts
+from records import serialized_sequence_example
+from records import tiny_zoo_yaml
+from records import write_tfrecord
 
 EPOCHS = 6
 RECORDS = 600
-ZOO_YAML = """
-family: netvlad
-dataset: audioset
-frames: [2]
-sampler: uniform
-model:
-  aggregator: {num_clusters: 2, output_size: 8}
-  head: {num_mixtures: 1}
-training:
+ZOO_YAML = tiny_zoo_yaml(output_size=8, extra="""training:
   batch_size: 4
   learning_rate: 0.001
   validation_fraction: 0.1
@@ -34,22 +28,19 @@ training:
   seed: 0
 data:
   train: audioset/train-*.tfrecord
-"""
+""")
 
 
 def write_audioset(folder: pathlib.Path, n: int = RECORDS, files: int = 2):
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for f in range(files):
-        with tf.io.TFRecordWriter(str(folder / f"train-{f}.tfrecord")) as w:
-            for i in range(f, n, files):
-                ex = tf.train.SequenceExample()
-                ex.context.feature["video_id"].bytes_list.value.append(f"v{i}".encode())
-                ex.context.feature["labels"].int64_list.value.extend([i % 7, 10 + i % 3])
-                fl = ex.feature_lists.feature_list["audio_embedding"]
-                for row in rng.integers(0, 256, size=(1 + i % 10, 128), dtype=np.uint8):
-                    fl.feature.add().bytes_list.value.append(row.tobytes())
-                w.write(ex.SerializeToString())
+        write_tfrecord(folder / f"train-{f}.tfrecord", (
+            serialized_sequence_example(
+                f"v{i}", [i % 7, 10 + i % 3],
+                {"audio_embedding": rng.integers(0, 256, size=(1 + i % 10, 128), dtype=np.uint8)},
+                id_key="video_id")
+            for i in range(f, n, files)))
 
 
 def _command(config, data_dir, work_dir):

@@ -12,7 +12,6 @@ import time
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 import yaml
 
 from kdzoo.data import make_dataset
@@ -26,6 +25,8 @@ from kdzoo.tuning import (
     run_search,
 )
 from kdzoo.zoo import artifacts
+from records import serialized_sequence_example
+from records import write_tfrecord
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 PROJECT = "tiny"
@@ -40,20 +41,16 @@ def write_audioset_records(folder, files=2, videos=40, classes=5, max_frames=10,
     prototypes = np.random.default_rng(99).integers(0, 256, size=(classes, 128))
     n = 0
     for f in range(files):
-        with tf.io.TFRecordWriter(str(folder / f"train-{f:02d}.tfrecord")) as writer:
-            for _ in range(videos):
-                labels = sorted(set(rng.choice(classes, size=int(rng.integers(1, 3)), replace=False).tolist()))
-                length = int(rng.integers(3, max_frames + 1))
-                frames = prototypes[labels].mean(0)[None] + rng.normal(0, 30, size=(length, 128))
-                frames = np.clip(frames, 0, 255).astype(np.uint8)
-                example = tf.train.SequenceExample()
-                example.context.feature["video_id"].bytes_list.value.append(f"vid{n:05d}".encode())
-                example.context.feature["labels"].int64_list.value.extend(labels)
-                feature_list = example.feature_lists.feature_list["audio_embedding"]
-                for frame in frames:
-                    feature_list.feature.add().bytes_list.value.append(frame.tobytes())
-                writer.write(example.SerializeToString())
-                n += 1
+        records = []
+        for _ in range(videos):
+            labels = sorted(set(rng.choice(classes, size=int(rng.integers(1, 3)), replace=False).tolist()))
+            length = int(rng.integers(3, max_frames + 1))
+            frames = prototypes[labels].mean(0)[None] + rng.normal(0, 30, size=(length, 128))
+            frames = np.clip(frames, 0, 255).astype(np.uint8)
+            records.append(serialized_sequence_example(f"vid{n:05d}", labels, {"audio_embedding": frames},
+                                                       id_key="video_id"))
+            n += 1
+        write_tfrecord(folder / f"train-{f:02d}.tfrecord", records)
     return n
 
 

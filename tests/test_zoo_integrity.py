@@ -10,18 +10,11 @@ import pytest
 
 from kdzoo.zoo import Registry, WeightsIntegrityError, artifacts
 from kdzoo.zoo.config import ZooConfig
+from records import tiny_zoo_yaml
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "kdzoo"
 NAME = "netvlad_student_k2.audioset"
-ZOO_YAML = """
-family: netvlad
-dataset: audioset
-frames: [2]
-sampler: uniform
-model:
-  aggregator: {num_clusters: 2, output_size: 4}
-  head: {num_mixtures: 1}
-"""
+ZOO_YAML = tiny_zoo_yaml()
 
 
 @pytest.fixture

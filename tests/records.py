@@ -1,0 +1,48 @@
+"""Shared test helpers: frame-level SequenceExamples, TFRecord files and a tiny zoo config."""
+
+import numpy as np
+import tensorflow as tf
+
+
+def sequence_example(video_id, labels, frames_by_feature, id_key="id", label_key="labels"):
+    """A frame-level SequenceExample: context id (bytes) and labels (int64), one uint8 byte row per frame.
+
+    ``video_id=None`` or ``labels=None`` leaves that context key out; every feature named in
+    ``frames_by_feature`` gets a feature list (empty for a 0-row array), in the dict's order.
+    """
+    ex = tf.train.SequenceExample()
+    if video_id is not None:
+        ex.context.feature[id_key].bytes_list.value.append(video_id.encode())
+    if labels is not None:
+        ex.context.feature[label_key].int64_list.value.extend(int(x) for x in labels)
+    for name, rows in frames_by_feature.items():
+        fl = ex.feature_lists.feature_list[name]
+        for row in rows:
+            fl.feature.add().bytes_list.value.append(np.asarray(row).tobytes())
+    return ex
+
+
+def serialized_sequence_example(video_id, labels, frames_by_feature, id_key="id", label_key="labels"):
+    """``sequence_example(...)`` serialized to bytes, ready for ``write_tfrecord``."""
+    return sequence_example(video_id, labels, frames_by_feature, id_key, label_key).SerializeToString()
+
+
+def write_tfrecord(path, records):
+    """Write serialized records (bytes) to one TFRecord file; returns the path as a string."""
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for r in records:
+            w.write(r)
+    return str(path)
+
+
+def tiny_zoo_yaml(output_size=4, extra=""):
+    """A tiny netvlad/audioset zoo config (k=2, 2 clusters, 1 mixture); ``extra`` YAML text is appended."""
+    return f"""
+family: netvlad
+dataset: audioset
+frames: [2]
+sampler: uniform
+model:
+  aggregator: {{num_clusters: 2, output_size: {output_size}}}
+  head: {{num_mixtures: 1}}
+""" + extra
