@@ -200,12 +200,14 @@ class Distiller(keras.Model):
 
         Returns ``{"frames": (batch, k, features), "mask": (batch, k)}``.
         """
+        return self._student_view(inputs, *self._unpack(inputs), training=training)
+
+    def _student_view(self, inputs: Any, frames, mask, training: bool) -> dict[str, Any]:
         if isinstance(inputs, Mapping) and "student_frames" in inputs:
             return {
                 "frames": ops.cast(inputs["student_frames"], "float32"),
                 "mask": ops.cast(inputs["student_mask"], "float32"),
             }
-        frames, mask = self._unpack(inputs)
         if self.frames is None:
             return {"frames": frames, "mask": mask}
         seed = None
@@ -229,13 +231,14 @@ class Distiller(keras.Model):
         names in ``loss_trackers`` to scalars and ``teacher_outputs`` is None without a teacher.
         """
         labels = ops.cast(labels, "float32")
-        student_out = self.student(self.student_view(inputs, training=training), training=training)
+        frames, mask = self._unpack(inputs)
+        student_view = self._student_view(inputs, frames, mask, training=training)
+        student_out = self.student(student_view, training=training)
         ce = kd_losses.classification_loss(labels, student_out["predictions"])
         losses = {"ce_loss": ce}
         total = self.ce_weight * ce
         teacher_out = None
         if self.teacher is not None:
-            frames, mask = self._unpack(inputs)
             teacher_training = training and self.mode == "parallel"
             teacher_out = self.teacher({"frames": frames, "mask": mask}, training=teacher_training)
             e_t, p_t = teacher_out["embedding"], teacher_out["predictions"]
