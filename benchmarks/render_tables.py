@@ -93,10 +93,34 @@ def render(data: dict) -> str:
     return "\n".join(lines)
 
 
+def render_throughput(data: dict) -> str:
+    """Tables of a bench_throughput.py result: input pipeline and training throughput."""
+    lines = [f"Device: {data['device']} ({data['cpu_count']} CPUs), TensorFlow {data['tensorflow']}", ""]
+    lines += ["| input pipeline (AudioSet bal_train) | batch | records/s |", "|---|---|---|"]
+    for name, row in data.get("pipeline", {}).get("settings", {}).items():
+        lines.append(f"| {name.replace('_', ' ')} | {row['batch']} | {row['records_per_s']:,.0f} |")
+    matmul = data.get("matmul", {})
+    lines += ["", "| training step | batch | videos/s | achieved GFLOP/s | fraction of matmul GFLOP/s |",
+              "|---|---|---|---|---|"]
+    for name, row in data.get("training", {}).items():
+        if isinstance(row, dict) and "videos_per_s" in row:
+            lines.append(
+                f"| {name} | {row['batch']} | {row['videos_per_s']:,.0f} | {row['achieved_flop_per_s'] / 1e9:.2f} "
+                f"| {row['fraction_of_matmul_flop_per_s']:.4f} |"
+            )
+    if matmul:
+        size = matmul.get("size", "")
+        rate = matmul.get("flop_per_s") or matmul.get("achieved_flop_per_s")
+        if rate:
+            lines += ["", f"Reference: a {size}x{size} float32 matmul ran at {rate / 1e9:.1f} GFLOP/s in the same run."]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     path = pathlib.Path(argv[0]) if argv else DEFAULT
-    print(render(json.loads(path.read_text())))
+    data = json.loads(path.read_text())
+    print(render_throughput(data) if "pipeline" in data or "training" in data else render(data))
     return 0
 
 

@@ -19,6 +19,7 @@ BLOCKS = {
                     "benchmarks/results/cpu/distillation_netvlad_k2.json"],
     "ZOO_TABLE": [sys.executable, "benchmarks/render_zoo_table.py"],
     "COST_TABLE": [sys.executable, "benchmarks/render_tables.py", "benchmarks/results/cpu/cost.json"],
+    "THROUGHPUT_TABLE": [sys.executable, "benchmarks/render_tables.py", "benchmarks/results/cpu/throughput.json"],
 }
 
 
