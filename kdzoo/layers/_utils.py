@@ -53,3 +53,31 @@ def l2_normalize(x, axis: int = -1):
     x = ops.cast(x, keras.backend.result_type(dtype, "float32"))
     squared_norm = ops.sum(ops.square(x), axis=axis, keepdims=True)
     return ops.cast(x * ops.rsqrt(ops.maximum(squared_norm, L2_EPSILON)), dtype)
+
+
+def add_vlad_projection(layer, descriptor_size: int, output_size: int | None):
+    """Creates the optional linear projection of a flattened VLAD descriptor.
+
+    Returns ``(kernel, bias)`` weights of `layer` (named ``output_kernel`` and
+    ``output_bias``), or ``(None, None)`` when `output_size` is None.
+    """
+    if output_size is None:
+        return None, None
+    kernel = layer.add_weight(
+        name="output_kernel", shape=(descriptor_size, output_size), initializer="glorot_uniform"
+    )
+    bias = layer.add_weight(name="output_bias", shape=(output_size,), initializer="zeros")
+    return kernel, bias
+
+
+def finish_vlad(residuals, kernel=None, bias=None):
+    """Intra-normalises `(batch, clusters, dim)` residuals, flattens, L2-normalises and
+    applies the optional projection. Returns `(batch, clusters * dim)` or `(batch, output_size)`.
+    """
+    num_clusters, dim = residuals.shape[1], residuals.shape[2]
+    vlad = l2_normalize(residuals, axis=-1)
+    vlad = ops.reshape(vlad, (-1, num_clusters * dim))
+    vlad = l2_normalize(vlad, axis=-1)
+    if kernel is not None:
+        vlad = ops.matmul(vlad, kernel) + bias
+    return vlad

@@ -8,7 +8,8 @@ import keras
 from keras import ops
 
 from kdzoo.layers._utils import frame_mask
-from kdzoo.layers._utils import l2_normalize
+from kdzoo.layers._utils import add_vlad_projection
+from kdzoo.layers._utils import finish_vlad
 from kdzoo.layers._utils import validate_positive_int
 
 
@@ -115,20 +116,9 @@ class NeXtVLAD(keras.layers.Layer):
                 stddev=1.0 / math.sqrt(group_size)
             ),
         )
-        if self.output_size is not None:
-            self.output_kernel = self.add_weight(
-                name="output_kernel",
-                shape=(self.num_clusters * group_size, self.output_size),
-                initializer="glorot_uniform",
-            )
-            self.output_bias = self.add_weight(
-                name="output_bias",
-                shape=(self.output_size,),
-                initializer="zeros",
-            )
-        else:
-            self.output_kernel = None
-            self.output_bias = None
+        self.output_kernel, self.output_bias = add_vlad_projection(
+            self, self.num_clusters * group_size, self.output_size
+        )
 
     def call(self, inputs, mask=None, training=None):
         group_size = self._group_size(inputs.shape[-1])
@@ -149,12 +139,7 @@ class NeXtVLAD(keras.layers.Layer):
         vlad = ops.einsum("bnk,bnd->bkd", assignment, local)
         mass = ops.sum(assignment, axis=1)  # (B, K)
         vlad = vlad - ops.expand_dims(mass, -1) * self.centers
-        vlad = l2_normalize(vlad, axis=-1)
-        vlad = ops.reshape(vlad, (-1, self.num_clusters * group_size))
-        vlad = l2_normalize(vlad, axis=-1)
-        if self.output_kernel is not None:
-            vlad = ops.matmul(vlad, self.output_kernel) + self.output_bias
-        return vlad
+        return finish_vlad(vlad, self.output_kernel, self.output_bias)
 
     def compute_mask(self, inputs, mask=None):
         # The frame axis is reduced away, so there is no mask to propagate.
