@@ -72,13 +72,36 @@ def evaluate_model(
         ``{"gap", "map", "hit_at_one", "perr", "videos"}``.
     """
     spec = get_spec(spec)
+    predictions, labels = predict_files(
+        model, files, spec, frames=frames, sampler=sampler, batch_size=batch_size, take=take, progress=progress
+    )
+    return score(predictions, labels, spec.num_classes)
+
+
+def predict_files(
+    model: keras.Model,
+    files: str | Sequence[str],
+    spec: Any,
+    *,
+    frames: int | None = None,
+    sampler: str = "uniform",
+    batch_size: int = 512,
+    take: int | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(predictions, labels)`` of `model` on TFRecords, in file order (see `evaluate_model`)."""
+    spec = get_spec(spec)
     model_frames, _ = input_spec(model)
     if frames is None and model_frames is not None and model_frames < spec.max_frames:
         frames = model_frames
     dataset = make_dataset(files, spec, batch_size, student_frames=frames, sampler=sampler, take=take)
     with data_errors():
-        predictions, labels = predict_dataset(model, dataset, student=frames is not None, progress=progress)
-    result = metrics.evaluate(predictions, labels, top_k=min(20, spec.num_classes))
+        return predict_dataset(model, dataset, student=frames is not None, progress=progress)
+
+
+def score(predictions: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, float]:
+    """``{"gap", "map", "hit_at_one", "perr", "videos"}`` of predictions against labels."""
+    result = metrics.evaluate(predictions, labels, top_k=min(20, num_classes))
     result = {key: float(value) for key, value in result.items()}
     result["videos"] = int(len(labels))
     return result
