@@ -1,5 +1,7 @@
-"""Inference cost of kdzoo models: analytic FLOPs, parameters, latency, profiler traces."""
+"""Inference cost of kdzoo models: analytic FLOPs, parameters, latency, profiler traces,
+and end to end with the per-frame encoder (`kdzoo.profiling.encoder`)."""
 
+from kdzoo.profiling.encoder import card_cost, card_ratios, encoder_cost, encoder_flops, end_to_end
 from kdzoo.profiling.flops import flops
 from kdzoo.profiling.flops import flops_breakdown
 from kdzoo.profiling.flops import flops_split
@@ -10,6 +12,11 @@ from kdzoo.profiling.latency import latency
 from kdzoo.profiling.trace import write_trace
 
 __all__ = [
+    "card_cost",
+    "card_ratios",
+    "encoder_cost",
+    "encoder_flops",
+    "end_to_end",
     "compare",
     "flops",
     "flops_breakdown",
