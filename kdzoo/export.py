@@ -3,8 +3,8 @@
 The exported artefact takes ONE video ``(frames, features)`` of any length (float32
 features, or the uint8 quantised codes of the TFRecords with ``input_dtype="uint8"``,
 which it dequantises with `kdzoo.data.dequantize`), picks the student's k frames with
-`kdzoo.sampling.sample_indices` (``training=False``: deterministic, the ``random``
-sampler uses its fixed inference seed) and returns::
+`kdzoo.sampling.sample_frames` (its inference seed rule: deterministic, the
+``random`` sampler uses the fixed default seed) and returns::
 
     {"predictions": (num_classes,) float32, "embedding": (embedding_size,) float32}
 
@@ -31,10 +31,9 @@ Formats (``export_model(model, path, format=...)``):
     uninitialised: NaN), re-wrapped in a ``tf.function`` that restores the output
     names, and converted with
     ``tf.lite.TFLiteConverter.from_concrete_functions([fn], module)`` and
-    ``supported_ops = [TFLITE_BUILTINS]``. The sampler's indices are computed in
-    int32 (`_indices_int32`; TFLite has no int64 FLOOR_DIV kernel) and equal
-    `kdzoo.sampling.sample_indices`. The ``random`` sampler is refused (its
-    stateless random op has no builtin kernel). The input's frame axis is dynamic
+    ``supported_ops = [TFLITE_BUILTINS]``. `kdzoo.sampling` computes its indices
+    in int32, which TFLite's builtin kernels cover. The ``random`` sampler is refused
+    (its stateless random op has no builtin kernel). The input's frame axis is dynamic
     (shape_signature ``[-1, D]``); the ``serving_default`` signature runner
     resizes it per call; `run_tflite` runs one video. Outputs agree with the
     Keras model to float32 kernel precision (the tests use atol 1e-5 on
@@ -75,7 +74,7 @@ def _check_options(model, frames, sampler, input_dtype, dequantize):
         frames = model_frames
     if frames is None:
         raise ValueError("The model accepts any frame count: pass frames=k, the number of frames to sample.")
-    frames = sampling._check_args(frames, sampler)
+    frames = sampling.check_k(frames, sampler)
     if model_frames is not None and model_frames != frames:
         raise ValueError(
             f"The model was built for {model_frames} frames but frames={frames} was asked for; "
@@ -88,57 +87,27 @@ def _check_options(model, frames, sampler, input_dtype, dequantize):
     return frames, feature_size
 
 
-def _indices_int32(length, k: int, method: str):
-    """`kdzoo.sampling.sample_indices` for one video in int32 arithmetic (TFLite builtins only).
-
-    TFLite has no int64 FLOOR_DIV kernel, so the TFLite export computes the same indices
-    in int32 (exact for videos shorter than 2**31 / (2k + 1) frames). The tests check
-    that it equals `sample_indices` for every method but ``random``.
-    """
-    if method == "random":
+def _refuse_random_tflite(sampler: str) -> None:
+    if sampler == "random":
         raise ValueError(
             "The 'random' sampler cannot be exported to TFLite (its stateless random op has no TFLite "
             "builtin kernel); export the keras or savedmodel format, or use a deterministic sampler."
         )
-    L = tf.maximum(tf.cast(tf.reshape(length, []), tf.int32), 0)
-    i = tf.range(k, dtype=tf.int32)
-    uniform = tf.math.floordiv((2 * i + 1) * L, 2 * k)
-    if method == "uniform":
-        idx = uniform
-    elif method == "first":
-        idx = i
-    elif method == "last":
-        idx = L - k + i
-    elif method == "middle":
-        idx = tf.math.floordiv(L - k, 2) + i
-    else:  # first_middle_last
-        a, b, c = sampling._fml_sizes(k)
-        mid_start = tf.clip_by_value(tf.math.floordiv(L - b, 2), a, tf.maximum(L - b - c, a))
-        idx = tf.concat([tf.range(a, dtype=tf.int32), mid_start + tf.range(b, dtype=tf.int32),
-                         L - c + tf.range(c, dtype=tf.int32)], axis=0)
-    if method != "uniform":
-        idx = tf.where(L >= k, idx, uniform)
-    return tf.clip_by_value(idx, 0, tf.maximum(L - 1, 0))
 
 
 def serve_video(model, frames_in, k: int, sampler: str = "uniform", input_dtype: str = "float32",
-                dequantize: str | None = "yt8m", int32_indices: bool = False) -> dict[str, tf.Tensor]:
+                dequantize: str | None = "yt8m") -> dict[str, tf.Tensor]:
     """The serving computation on one video ``(T, D)`` (a TF graph; used by every format).
 
-    ``int32_indices`` (the TFLite export) computes the sampler's indices with
-    `_indices_int32` instead of `kdzoo.sampling.sample_indices`; both give the same indices.
+    The k frames come from `kdzoo.sampling.sample_frames` with its inference seed rule.
     """
     x = tf.convert_to_tensor(frames_in)
     x = _dequantize(x, dequantize) if input_dtype == "uint8" else tf.cast(x, tf.float32)
     length = tf.shape(x)[0]
-    if int32_indices:
-        idx = _indices_int32(length, k, sampler)
-    else:
-        idx = sampling.sample_indices(tf.reshape(length, [1]), k, method=sampler, training=False)[0]
     # One zero row of padding keeps the gather in range for an empty video (its mask is 0).
     padded = tf.concat([x, tf.zeros([1, tf.shape(x)[1]], tf.float32)], axis=0)
-    frames_k = tf.gather(padded, idx)[None]
-    mask_k = tf.fill([1, k], tf.cast(length > 0, tf.float32))
+    mask = tf.cast(tf.range(length + 1) < length, tf.float32)
+    frames_k, mask_k = sampling.sample_frames(padded[None], mask[None], k, sampler)
     out = model({"frames": frames_k, "mask": mask_k}, training=False)
     return {"predictions": out["predictions"][0], "embedding": out["embedding"][0]}
 
@@ -207,10 +176,10 @@ def serving_model(model, frames: int | None = None, sampler: str = "uniform", in
 
 
 class _ServingModule(tf.Module):
-    def __init__(self, model, frames, sampler, input_dtype, dequantize, feature_size, int32_indices=False):
+    def __init__(self, model, frames, sampler, input_dtype, dequantize, feature_size):
         super().__init__(name="kdzoo_serving")
         self.model = model
-        self._options = (frames, sampler, input_dtype, dequantize, int32_indices)
+        self._options = (frames, sampler, input_dtype, dequantize)
 
         @tf.function(input_signature=[tf.TensorSpec([None, feature_size], tf.as_dtype(input_dtype), name="video")])
         def serve(video):
@@ -219,9 +188,9 @@ class _ServingModule(tf.Module):
         self.serve = serve
 
 
-def _module(model, frames, sampler, input_dtype, dequantize, int32_indices=False) -> _ServingModule:
+def _module(model, frames, sampler, input_dtype, dequantize) -> _ServingModule:
     frames, feature_size = _check_options(model, frames, sampler, input_dtype, dequantize)
-    return _ServingModule(model, frames, sampler, input_dtype, dequantize, feature_size, int32_indices)
+    return _ServingModule(model, frames, sampler, input_dtype, dequantize, feature_size)
 
 
 def export_model(
@@ -260,9 +229,8 @@ def export_model(
         module = _module(model, frames, sampler, input_dtype, dequantize)
         tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
         return str(path)
-    if sampler == "random":
-        _indices_int32(0, 1, sampler)  # raises the explanation
-    module = _module(model, frames, sampler, input_dtype, dequantize, int32_indices=True)
+    _refuse_random_tflite(sampler)
+    module = _module(model, frames, sampler, input_dtype, dequantize)
     # Variables frozen into constants first: converted as they are, the Keras 3 variables
     # stay TFLite resource variables that the interpreter reads uninitialised.
     concrete = module.serve.get_concrete_function()

@@ -112,13 +112,33 @@ def test_student_sees_k_frames_from_true_length():
     frames = np.broadcast_to((np.arange(FRAMES) + 1.0)[None, :, None], (n, FRAMES, FEATURES)).copy()
     frames[mask == 0] = -1.0
     for sampler in ("uniform", "random", "first", "middle", "last", "first_middle_last"):
-        distiller.sampler = sampler
+        distiller.sampler = distiller.train_sampler = sampler
         view = distiller.student_view({"frames": frames, "mask": mask}, training=sampler == "random")
         picked = np.asarray(view["frames"])
         assert picked.shape == (n, 3, FEATURES)
         positions = picked[:, :, 0] - 1
         assert (positions >= 0).all(), sampler
         assert (positions < lengths[:, None]).all(), sampler
+
+
+def test_train_sampler_differs_from_evaluation_sampler():
+    """train_sampler="random": fresh k-subsets in training steps, uniform frames at evaluation."""
+    from kdzoo.sampling import sample_indices_numpy
+
+    distiller = make_distiller(k=3, sampler="uniform", train_sampler="random")
+    n = 32
+    frames = np.broadcast_to((np.arange(FRAMES) + 1.0)[None, :, None], (n, FRAMES, FEATURES)).copy()
+    inputs = {"frames": frames, "mask": np.ones((n, FRAMES), "float32")}
+    positions = lambda view: np.asarray(view["frames"])[:, :, 0].astype(int) - 1
+    uniform = np.tile(sample_indices_numpy(FRAMES, 3, "uniform"), (n, 1))
+    np.testing.assert_array_equal(positions(distiller.student_view(inputs, training=False)), uniform)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-3))
+    first = positions(distiller.student_view(inputs, training=True))
+    assert not np.array_equal(first, uniform)
+    assert all(len(set(row)) == 3 for row in first.tolist())
+    distiller.optimizer.iterations.assign(1)  # the next step draws anew
+    assert not np.array_equal(positions(distiller.student_view(inputs, training=True)), first)
+    assert Distiller.from_config(distiller.get_config()).train_sampler == "random"
 
 
 def _fit(distiller, epochs=2, **kwargs):

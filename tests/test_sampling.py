@@ -59,7 +59,7 @@ def test_empty_video_mask_zero():
 def test_random_distinct_sorted_in_range():
     lengths = np.repeat(np.arange(0, 31, dtype=np.int32), 20)
     for k in (1, 2, 5, 10):
-        idx = sample_indices(lengths, k, "random", seed=tf.constant([1, 2])).numpy()
+        idx = sample_indices(lengths, k, "random", seed=1, step=2).numpy()
         for L, row in zip(lengths, idx):
             assert row.min() >= 0 and row.max() <= max(L - 1, 0)
             assert np.all(np.diff(row) >= 0)
@@ -71,24 +71,30 @@ def test_random_distinct_sorted_in_range():
 
 def test_random_seeding():
     lengths = tf.constant(np.full(64, 50, np.int32))
-    a = sample_indices(lengths, 4, "random", seed=tf.constant([3, 4])).numpy()
-    b = sample_indices(lengths, 4, "random", seed=tf.constant([3, 4])).numpy()
-    c = sample_indices(lengths, 4, "random", seed=tf.constant([3, 5])).numpy()
+    a = sample_indices(lengths, 4, "random", seed=3, step=4).numpy()
+    b = sample_indices(lengths, 4, "random", seed=3, step=tf.constant(4, tf.int64)).numpy()
+    c = sample_indices(lengths, 4, "random", seed=3, step=5).numpy()
+    d = sample_indices(lengths, 4, "random", seed=4, step=4).numpy()
     np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)
-    # inference without a seed is deterministic
-    d = sample_indices(lengths, 4, "random", training=False).numpy()
-    e = sample_indices(lengths, 4, "random", training=False).numpy()
-    np.testing.assert_array_equal(d, e)
-    # training without a seed draws fresh randomness
-    f = sample_indices(lengths, 4, "random", training=True).numpy()
-    g = sample_indices(lengths, 4, "random", training=True).numpy()
-    assert not np.array_equal(f, g)
+    assert not np.array_equal(a, c) and not np.array_equal(a, d)
+    # inference (no seed, no step) is deterministic: (DEFAULT_SEED, 0)
+    e = sample_indices(lengths, 4, "random").numpy()
+    np.testing.assert_array_equal(e, sample_indices(lengths, 4, "random", seed=sampling.DEFAULT_SEED, step=0).numpy())
+    np.testing.assert_array_equal(e, sample_indices(lengths, 4, "random").numpy())
+
+
+def test_base_seed_rule():
+    assert sampling.base_seed(5) == 5 and sampling.base_seed(5, fresh=True) == 5
+    assert sampling.base_seed() == sampling.DEFAULT_SEED
+    fresh = {sampling.base_seed(fresh=True) for _ in range(4)}
+    assert len(fresh) == 4 and all(0 <= s < 2**63 for s in fresh)
+    with pytest.raises(ValueError, match="step must be an integer scalar"):
+        sample_indices([5], 2, "random", step=tf.constant([1, 2]))
 
 
 def test_random_uniform_coverage():
     n, L, k = 4000, 10, 2
-    idx = sample_indices(tf.fill([n], L), k, "random", seed=tf.constant([7, 7])).numpy()
+    idx = sample_indices(tf.fill([n], L), k, "random", seed=7, step=7).numpy()
     counts = np.bincount(idx.ravel(), minlength=L)
     expected = n * k / L
     assert np.all(np.abs(counts - expected) < 0.15 * expected), counts
@@ -108,17 +114,17 @@ def test_numpy_random_reference():
 
 
 def test_inside_tf_function_unknown_batch():
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([2], tf.int32)])
-    def f(lengths, seed):
-        return {m: sample_indices(lengths, 3, m, seed=seed) for m in SAMPLERS}
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int64)])
+    def f(lengths, step):
+        return {m: sample_indices(lengths, 3, m, seed=1, step=step) for m in SAMPLERS}
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, 2]), tf.TensorSpec([None, None])])
     def g(frames, mask):
-        return sample_frames(frames, mask, 3, "random", training=True)
+        return sample_frames(frames, mask, 3, "random", step=tf.constant(2, tf.int64))
 
     for n in (1, 5):
         lengths = tf.constant(np.arange(n, dtype=np.int32) * 3)
-        out = f(lengths, tf.constant([1, 1]))
+        out = f(lengths, tf.constant(1, tf.int64))
         for m in DETERMINISTIC:
             ref = np.stack([sample_indices_numpy(int(L), 3, m) for L in lengths.numpy()])
             np.testing.assert_array_equal(out[m].numpy(), ref)
@@ -136,7 +142,7 @@ def test_sample_frames_gathers():
     lengths = [8, 5, 2]
     mask = np.array([[1] * L + [0] * (T - L) for L in lengths], np.float32)
     for method in SAMPLERS:
-        fk, mk = sample_frames(frames, mask, 4, method, seed=tf.constant([0, 1]))
+        fk, mk = sample_frames(frames, mask, 4, method, seed=0, step=1)
         assert fk.shape == (B, 4, D) and mk.dtype == tf.float32
         np.testing.assert_array_equal(mk.numpy(), np.ones([B, 4]))
         for b, L in enumerate(lengths):
@@ -162,3 +168,24 @@ def test_unknown_method():
     with pytest.raises(ValueError, match="Unknown sampler"):
         sample_indices_numpy(5, 2, "foo")
     assert sampling.SAMPLERS == ("uniform", "random", "first", "middle", "last", "first_middle_last")
+
+
+@pytest.mark.parametrize("method", SAMPLERS)
+def test_k_as_a_tensor_matches_python_k(method):
+    """A k chosen at run time (one traced function for every k) picks the same frames."""
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)])
+    def f(lengths, k):
+        return sample_indices(lengths, k, method, seed=3, step=1)
+
+    for k in (1, 2, 3, 5, 7):
+        got = f(tf.constant(LENGTHS), tf.constant(k)).numpy()
+        np.testing.assert_array_equal(got, sample_indices(LENGTHS, k, method, seed=3, step=1).numpy())
+    with pytest.raises(tf.errors.InvalidArgumentError, match="k must be positive"):
+        f(tf.constant(LENGTHS), tf.constant(0))
+
+
+def test_k_none_is_every_frame():
+    frames, mask = tf.random.uniform([2, 5, 3]), tf.constant([[1, 1, 0, 0, 0], [1] * 5], tf.float32)
+    fk, mk = sample_frames(frames, mask, None)
+    np.testing.assert_array_equal(fk.numpy(), frames.numpy())
+    np.testing.assert_array_equal(mk.numpy(), mask.numpy())

@@ -362,10 +362,10 @@ def make_dataset(
 
     Videos with 0 frames are skipped.  ``take`` keeps the first N (non-empty)
     videos; ``cache`` is True (memory) or a file path; ``repeat`` is True
-    (forever) or a count.  The ``random`` sampler gets the per-batch seed
-    ``[seed or a default, batch counter]``: with ``training=False`` and
-    ``shuffle=False`` the student's frames are reproducible; with
-    ``training=True`` and ``seed=None`` they differ per run.  Order is
+    (forever) or a count.  The student's frames come from
+    `kdzoo.sampling.sample_frames` and its seed rule: with ``training=True``
+    batch n draws with ``(seed, n)`` (a fresh seed per run when ``seed=None``);
+    otherwise with ``(seed or the default, 0)``, the same frames on every run.  Order is
     deterministic when ``shuffle=False``.  Wrap iteration in
     ``data_errors(files)`` for DataError messages.
     """
@@ -378,7 +378,7 @@ def make_dataset(
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
     if student_frames is not None:
-        student_frames = sampling._check_args(student_frames, sampler)
+        student_frames = sampling.check_k(student_frames, sampler)
 
     ds = _read_files(files, shuffle, seed, num_parallel_reads)
     ds = ds.map(lambda f, i, r: parse_example(r, spec, f, i), num_parallel_calls=tf.data.AUTOTUNE,
@@ -400,18 +400,12 @@ def make_dataset(
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
     if student_frames is not None:
-        if seed is not None:
-            base = int(seed)
-        elif training:
-            base = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
-        else:
-            base = sampling.DEFAULT_SEED[0]
+        base = sampling.base_seed(seed, fresh=training)
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.counter()))
 
         def add_student(batch, step):
-            step_seed = tf.stack([tf.constant(base, tf.int64), step])
-            fk, mk = sampling.sample_frames(batch["frames"], batch["mask"], student_frames, method=sampler,
-                                            training=training, seed=step_seed)
+            fk, mk = sampling.sample_frames(batch["frames"], batch["mask"], student_frames, sampler, seed=base,
+                                            step=step if training else None)
             return {**batch, "student_frames": fk, "student_mask": mk}
 
         ds = ds.map(add_student, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)

@@ -43,7 +43,10 @@ class Distiller(keras.Model):
         student: a kdzoo model that sees `frames` frames.
         frames: k, the number of frames the student sees per video; None shows the
             student every frame (how teachers themselves are trained, with teacher=None).
-        sampler: how the k frames are chosen (`kdzoo.sampling.SAMPLERS`).
+        sampler: how the k frames are chosen at evaluation and prediction
+            (`kdzoo.sampling.SAMPLERS`).
+        train_sampler: how they are chosen in training steps; None means `sampler`
+            (e.g. ``"random"``: a fresh k-subset each step, evaluated ``"uniform"``).
         mode: ``"serial"`` (frozen teacher) or ``"parallel"`` (joint training).
         ce_weight: weight of the student's L_CE.
         representation_weight: weight of L_rep.
@@ -55,7 +58,8 @@ class Distiller(keras.Model):
             (``"gap"``, ``"hit_at_one"``, ``"perr"``, ``"map"``). GAP and mAP are
             reported by `evaluate` and on validation data, not on training batches.
         metric_capacity: most videos one epoch of GAP/mAP metrics can hold.
-        seed: seed of the random sampler (each training step draws anew).
+        seed: seed of the random sampler: training step s draws with ``(seed, s)``,
+            evaluation with ``(seed, 0)`` (the `kdzoo.sampling` seed rule).
 
     Call arguments (`predict`, `__call__`):
         inputs: ``{"frames": (batch, frames, features), "mask": (batch, frames)}``;
@@ -71,6 +75,7 @@ class Distiller(keras.Model):
         student: keras.Model,
         frames: int | None,
         sampler: str = "uniform",
+        train_sampler: str | None = None,
         mode: str = "serial",
         ce_weight: float = 1.0,
         representation_weight: float = 0.01,
@@ -86,8 +91,9 @@ class Distiller(keras.Model):
         super().__init__(**kwargs)
         if frames is not None and (not isinstance(frames, int) or isinstance(frames, bool) or frames <= 0):
             raise ValueError(f"Expected a positive integer frame count k. Received: frames={frames!r}")
-        if sampler not in sampling.SAMPLERS:
-            raise ValueError(f"Unknown sampler {sampler!r}. Expected one of {sampling.SAMPLERS}.")
+        for name, value in (("sampler", sampler), ("train_sampler", train_sampler or sampler)):
+            if value not in sampling.SAMPLERS:
+                raise ValueError(f"Unknown {name} {value!r}. Expected one of {sampling.SAMPLERS}.")
         if mode not in MODES:
             raise ValueError(f"Unknown mode {mode!r}. Expected one of {MODES}.")
         if prediction_loss not in kd_losses.PREDICTION_LOSSES:
@@ -122,6 +128,7 @@ class Distiller(keras.Model):
         self.student = student
         self.frames = frames
         self.sampler = sampler
+        self.train_sampler = train_sampler or sampler
         self.mode = mode
         self.ce_weight = float(ce_weight)
         self.representation_weight = float(representation_weight)
@@ -208,16 +215,11 @@ class Distiller(keras.Model):
                 "frames": ops.cast(inputs["student_frames"], "float32"),
                 "mask": ops.cast(inputs["student_mask"], "float32"),
             }
-        if self.frames is None:
-            return {"frames": frames, "mask": mask}
-        seed = None
-        if training and self.sampler == "random" and getattr(self, "optimizer", None) is not None:
-            seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(self.optimizer.iterations, tf.int64)])
-        elif self.sampler == "random":
-            seed = tf.constant([self.seed, 0], tf.int64)
-        k_frames, k_mask = sampling.sample_frames(
-            frames, mask, self.frames, method=self.sampler, training=training, seed=seed
-        )
+        sampler = self.train_sampler if training else self.sampler
+        step = None
+        if training and getattr(self, "optimizer", None) is not None:
+            step = self.optimizer.iterations
+        k_frames, k_mask = sampling.sample_frames(frames, mask, self.frames, sampler, seed=self.seed, step=step)
         return {"frames": k_frames, "mask": k_mask}
 
     # ----------------------------------------------------------------- forward
@@ -325,6 +327,7 @@ class Distiller(keras.Model):
                 "student": keras.saving.serialize_keras_object(self.student),
                 "frames": self.frames,
                 "sampler": self.sampler,
+                "train_sampler": self.train_sampler,
                 "mode": self.mode,
                 "ce_weight": self.ce_weight,
                 "representation_weight": self.representation_weight,
