@@ -11,10 +11,18 @@ for every k in ``frames``. Keys::
     model: {...}                    # build_model keys shared by teacher and students
     teacher: {...}                  # overrides for the teacher
     student: {...}                  # overrides for the students
+    students: {2: {...}}            # optional: overrides for the student with that k only
     distillation: {...}             # Distiller keyword arguments (mode, loss weights)
     training: {...}                 # epochs, student_epochs, batch_size, learning_rate, validation_fraction, patience
     data: {train: GLOB, eval: GLOB} # relative to --data-dir, or absolute / gs:// paths
     tune: {...}                     # optional: the `kdzoo tune` search space (kdzoo.tuning)
+
+Overrides apply in the order ``model`` < ``teacher`` / ``student`` < ``students[k]``; the
+``aggregator`` and ``head`` mappings are merged key by key, every other key replaced. So a
+student can have a smaller head than its teacher (``student: {aggregator: {output_size:
+72}}``; the Distiller's projection maps its embedding to the teacher's width for L_rep),
+and an H-RNN student with k below the block size can use a block of k, so that its cost
+falls with k (``students: {2: {aggregator: {block_size: 2}}}``).
 """
 
 from __future__ import annotations
@@ -41,7 +49,22 @@ TRAINING_DEFAULTS = {
     "seed": 0,
 }
 
-_KEYS = {"family", "dataset", "frames", "sampler", "model", "teacher", "student", "distillation", "training", "data"}
+_KEYS = {
+    "family", "dataset", "frames", "sampler", "model", "teacher", "student", "students", "distillation", "training",
+    "data",
+}
+# Model keys whose overrides are merged key by key instead of replaced.
+_MERGED_KEYS = ("aggregator", "head")
+
+
+def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in copy.deepcopy(dict(overrides)).items():
+        if key in _MERGED_KEYS and isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
 # Sections read by other tools and ignored here: `tune` (kdzoo.tuning.load_tune_config).
 _OTHER_TOOLS_KEYS = {"tune"}
 
@@ -58,6 +81,7 @@ class ZooConfig:
     model: Mapping[str, Any]
     teacher: Mapping[str, Any]
     student: Mapping[str, Any]
+    students: Mapping[int, Mapping[str, Any]]
     distillation: Mapping[str, Any]
     training: Mapping[str, Any]
     data: Mapping[str, Any]
@@ -85,6 +109,13 @@ class ZooConfig:
         sampler = raw.get("sampler", "uniform")
         if sampler not in SAMPLERS:
             raise ValueError(f"Unknown sampler {sampler!r}{where}. Expected one of {SAMPLERS}.")
+        students = dict(raw.get("students") or {})
+        for k, overrides in students.items():
+            if k not in frames or not isinstance(overrides, Mapping):
+                raise ValueError(
+                    f"Expected 'students' to map student frame counts from 'frames' {list(frames)} to model "
+                    f"overrides{where}. Received: {k!r}: {overrides!r}"
+                )
         training = dict(TRAINING_DEFAULTS)
         training.update(raw.get("training") or {})
         return cls(
@@ -96,6 +127,7 @@ class ZooConfig:
             model=dict(raw.get("model") or {}),
             teacher=dict(raw.get("teacher") or {}),
             student=dict(raw.get("student") or {}),
+            students=students,
             distillation=dict(raw.get("distillation") or {}),
             training=training,
             data=dict(raw.get("data") or {}),
@@ -127,8 +159,9 @@ class ZooConfig:
         """The `kdzoo.models.build_model` config of the teacher or of the k-frame student."""
         if role not in ("teacher", "student"):
             raise ValueError(f"Unknown role {role!r}. Expected 'teacher' or 'student'.")
-        config = copy.deepcopy(dict(self.model))
-        config.update(copy.deepcopy(dict(self.teacher if role == "teacher" else self.student)))
+        config = _merge(copy.deepcopy(dict(self.model)), self.teacher if role == "teacher" else self.student)
+        if role == "student" and frames is not None:
+            config = _merge(config, self.students.get(int(frames), {}))
         config["family"] = self.family
         config["feature_size"] = self.spec.feature_size
         config["num_classes"] = self.spec.num_classes
