@@ -11,7 +11,20 @@ For each pair it measures, in one run: analytic FLOPs (total and frame-dependent
 split), parameters, latency at batch 1 and 64 (teacher and student interleaved), and the
 student/teacher ratios. For the VLAD families, whose head does not depend on the frame
 count, it also proposes the student head size (``output_size``) whose FLOPs ratio comes
-closest to the paper's target (~90% fewer FLOPs); for H-RNN it sweeps the block size.
+closest to the paper's target (~90% fewer FLOPs); for H-RNN it sweeps the block size and
+measures the per-k student block (``block_size = min(block, k)``, the zoo config's
+``students:`` override).
+
+End to end (``--encoder default``): each setting's per-frame encoder (AudioSet: VGGish;
+YouTube-8M: InceptionV3 + PCA for rgb and VGGish for audio, `kdzoo.encoders`) is added
+to both sides: FLOPs = n x encoder FLOPs/frame + aggregator FLOPs, latency = encoder time
+on n x B frames + the aggregator's measured time. The encoder is timed once per setting
+and run (`kdzoo.profiling.encoder.encoder_cost`): directly for calls of up to
+``--max-direct-frames`` frames (the k-frame student at batch 1, the AudioSet teacher at
+batch 1), composed as frames x the per-frame time of one ``--max-direct-frames``-frame call
+beyond that (InceptionV3 on 300 frames takes tens of seconds a run on a 2-core CPU). The
+encoders are architectures with random weights: kdzoo ships no encoder weights, so this
+is encoder-architecture cost.
 
 Writes ``benchmarks/results/<cpu|gpu>/cost.json`` (the folder follows the device
 TensorFlow runs on). Run from the repository root:
@@ -19,6 +32,7 @@ TensorFlow runs on). Run from the repository root:
     python benchmarks/bench_cost.py
     python benchmarks/bench_cost.py --families hrnn --settings yt8m --repeats 5
     python benchmarks/bench_cost.py --families hrnn --repeats 2 --repeats-large 1 --out /tmp/cost.json
+    python benchmarks/bench_cost.py --encoder none      # aggregator only
 """
 
 from __future__ import annotations
@@ -34,7 +48,8 @@ import time
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from kdzoo import profiling  # noqa: E402
+from kdzoo import encoders, profiling  # noqa: E402
+from kdzoo.profiling import encoder as encoder_cost  # noqa: E402
 from kdzoo.models import build_model  # noqa: E402
 from kdzoo.zoo.config import ZooConfig  # noqa: E402
 
@@ -55,6 +70,10 @@ SHARED_MODEL_KEYS = ("hidden_size", "dropout", "context_gating", "head")
 
 FLOPS_RATIO_TARGET = 0.10  # paper: ~90% fewer FLOPs
 LATENCY_RATIO_TARGET = 0.70  # paper: ~30% less inference time
+# End to end (encoder + aggregator), batch 1, and aggregator only, per setting.
+END_TO_END_LATENCY_TARGET_B1 = {"audioset": 0.25, "yt8m": 0.05}
+END_TO_END_FLOPS_TOLERANCE = 0.05  # |ratio / (k/N) - 1|
+AGGREGATOR_FLOPS_TARGET = {"yt8m": {"hrnn": 0.05, "nextvlad": 0.05, "netvlad": 0.10}}
 
 
 def zoo_config_path(setting: str, family: str) -> pathlib.Path:
@@ -175,7 +194,63 @@ def hrnn_block_sweep(setting: str, args) -> dict:
     return out
 
 
-def bench_pair(setting: str, family: str, args) -> dict:
+def hrnn_student_block(setting: str, args) -> dict:
+    """The teacher as configured vs a student whose block is min(block, k): one block of k
+    frames for k below the block size, so that its cost falls with k."""
+    k = SETTINGS[setting]["student_frames"]
+    teacher_config = model_config(setting, "hrnn", "teacher")
+    block = min(int(teacher_config["aggregator"]["block_size"]), k)
+    t = build_model(teacher_config)
+    s = build_model(model_config(setting, "hrnn", "student", {"block_size": block}))
+    report = profiling.compare(t, s, student_frames=k, batches=(1,), warmup=args.warmup, repeats=args.repeats,
+                               seed=args.seed)
+    return {
+        "student_block_size": block,
+        "teacher_block_size": int(teacher_config["aggregator"]["block_size"]),
+        "flops_ratio": report["ratios"]["flops"],
+        "latency_ratio_b1": report["ratios"]["latency"][1],
+        "teacher_median_ms_b1": report["teacher"]["latency"][1]["median_ms"],
+        "student_median_ms_b1": report["student"]["latency"][1]["median_ms"],
+    }
+
+
+def setting_encoder(setting: str, args) -> dict | None:
+    """Times the setting's encoder once for every frame count the pairs need (n x batch)."""
+    if args.encoder == "none":
+        return None
+    model = encoders.get_encoder(args.encoder, dataset=setting)
+    n, k = teacher_frames(setting), SETTINGS[setting]["student_frames"]
+    counts = [m * b for m in (n, k) for b in args.batches]
+    cost = encoder_cost.encoder_cost(
+        model, counts, max_direct_frames=args.max_direct_frames, warmup=1, repeats=args.encoder_repeats,
+        seed=args.seed,
+    )
+    cost["encoder"] = args.encoder if args.encoder != "default" else encoders.DATASET_ENCODERS[setting]
+    return cost
+
+
+def check_targets(setting: str, family: str, report: dict) -> dict:
+    """The issue's targets for this pair, with the measured value and whether it is met."""
+    checks = {}
+    aggregator = AGGREGATOR_FLOPS_TARGET.get(setting, {}).get(family)
+    if aggregator is not None:
+        value = report["ratios"]["flops"]
+        checks["aggregator_flops_ratio"] = {"value": value, "target": aggregator, "met": value <= aggregator}
+    e2e = report.get("end_to_end")
+    if e2e and family in ZOO_FAMILIES:
+        value = e2e["ratios"]["latency"][1]
+        target = END_TO_END_LATENCY_TARGET_B1[setting]
+        checks["end_to_end_latency_ratio_b1"] = {"value": value, "target": target, "met": value <= target}
+        value, frames = e2e["ratios"]["flops"], e2e["ratios"]["frames"]
+        off = abs(value / frames - 1)
+        checks["end_to_end_flops_ratio_vs_k_over_n"] = {
+            "value": value, "k_over_n": frames, "relative_difference": off,
+            "target": END_TO_END_FLOPS_TOLERANCE, "met": off <= END_TO_END_FLOPS_TOLERANCE,
+        }
+    return checks
+
+
+def bench_pair(setting: str, family: str, args, encoder: dict | None = None) -> dict:
     k = SETTINGS[setting]["student_frames"]
     teacher_config = model_config(setting, family, "teacher")
     student_config = model_config(setting, family, "student")
@@ -213,6 +288,12 @@ def bench_pair(setting: str, family: str, args) -> dict:
         )
     if family == "hrnn":
         report["hrnn_block_size_sweep"] = hrnn_block_sweep(setting, args)
+        report["hrnn_student_block"] = hrnn_student_block(setting, args)
+    if encoder is not None:
+        e2e = encoder_cost.end_to_end(report, encoder)
+        e2e["encoder"] = encoder["encoder"]
+        report["end_to_end"] = e2e
+    report["targets_met"] = check_targets(setting, family, report)
     report["seconds"] = time.perf_counter() - start
     return report
 
@@ -237,6 +318,11 @@ def main(argv=None) -> int:
         help="timed runs at batch 64 when the teacher sees >= 100 frames",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--encoder", default="default",
+                        help="per-frame encoder: default (the setting's), vggish, inception_v3, yt8m, none, PATH.keras")
+    parser.add_argument("--encoder-repeats", type=int, default=3, help="timed encoder calls per frame count")
+    parser.add_argument("--max-direct-frames", type=int, default=encoder_cost.MAX_DIRECT_FRAMES,
+                        help="encoder calls on more frames are composed from the per-frame time of a call this size")
     parser.add_argument("--out", "--output", dest="output", type=pathlib.Path, default=None,
                         help="result file (default: benchmarks/results/<cpu|gpu>/cost.json)")
     args = parser.parse_args(argv)
@@ -247,19 +333,35 @@ def main(argv=None) -> int:
         "command": "python " + " ".join(["benchmarks/bench_cost.py", *(sys.argv[1:] if argv is None else argv)]),
         "student_frames": {setting: SETTINGS[setting]["student_frames"] for setting in args.settings},
         "flops_convention": "multiply-add = 2 FLOPs; one video (batch 1); see kdzoo/profiling/flops.py",
+        "encoder_latency_method": (
+            f"encoder timed once per setting: calls of up to {args.max_direct_frames} frames measured directly "
+            f"(median of {args.encoder_repeats}), longer runs composed as frames x the per-frame time of a "
+            f"{args.max_direct_frames}-frame call; end-to-end latency = encoder time on n x batch frames + the "
+            "aggregator's measured time"
+        ),
+        "encoder_note": encoders.NO_WEIGHTS_NOTE,
+        "encoders": {},
         "results": {},
     }
     start = time.perf_counter()
     for setting in args.settings:
         result["results"][setting] = {}
+        print(f"[{time.perf_counter() - start:7.1f}s] {setting} encoder ({args.encoder})", flush=True)
+        encoder = setting_encoder(setting, args)
+        result["encoders"][setting] = encoder
         for family in args.families:
             print(f"[{time.perf_counter() - start:7.1f}s] {setting} {family}", flush=True)
-            report = bench_pair(setting, family, args)
+            report = bench_pair(setting, family, args, encoder)
             result["results"][setting][family] = report
             r = report["ratios"]
             lat = ", ".join(f"b{b}={v:.3f}" for b, v in r["latency"].items())
             print(f"    flops ratio {r['flops']:.4f}  params ratio {r['params']:.3f}  latency ratio {lat}",
                   flush=True)
+            if "end_to_end" in report:
+                e = report["end_to_end"]["ratios"]
+                lat = ", ".join(f"b{b}={v:.3f}" for b, v in e["latency"].items())
+                print(f"    end to end: flops ratio {e['flops']:.4f} (k/N {e['frames']:.4f})  latency ratio {lat}",
+                      flush=True)
     result["total_seconds"] = time.perf_counter() - start
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(_jsonable(result), indent=2) + "\n")

@@ -75,6 +75,7 @@ def render(data: dict) -> str:
             "|---|---|---|---|---|---|---|---|",
             *proposals,
         ]
+    lines += _render_end_to_end(data, batches)
     for setting, families in data["results"].items():
         sweep = families.get("hrnn", {}).get("hrnn_block_size_sweep")
         if sweep:
@@ -90,7 +91,70 @@ def render(data: dict) -> str:
                     f"| {block} | {v['flops_ratio']:.4f} | {v['latency_ratio_b1']:.3f} "
                     f"| {v['teacher_median_ms_b1']:.2f} | {v['student_median_ms_b1']:.2f} |"
                 )
+            per_k = families["hrnn"].get("hrnn_student_block")
+            if per_k:
+                lines += [
+                    "",
+                    f"Per-student block ({setting}): teacher block {per_k['teacher_block_size']}, student block "
+                    f"min(block, k) = {per_k['student_block_size']}: FLOPs ratio {per_k['flops_ratio']:.4f}, "
+                    f"latency ratio b1 {per_k['latency_ratio_b1']:.3f} (zoo config option `students: "
+                    f"{{k: {{aggregator: {{block_size: k}}}}}}`).",
+                ]
     return "\n".join(lines)
+
+
+def _render_end_to_end(data: dict, batches: list[str]) -> list[str]:
+    """The encoder table and the end-to-end (encoder + aggregator) teacher-vs-student table."""
+    encoders = {s: e for s, e in data.get("encoders", {}).items() if e}
+    if not encoders:
+        return []
+    lines = [
+        "",
+        f"End to end: the per-frame encoder on the frames each model sees, plus the aggregator "
+        f"({data.get('encoder_note', '')}). {data.get('encoder_latency_method', '')}.",
+        "",
+        "| setting | encoder | params | GFLOPs / frame | ms / frame (call of C frames) | C |",
+        "|---|---|---|---|---|---|",
+    ]
+    for setting, e in encoders.items():
+        lines.append(
+            f"| {setting} | {e.get('encoder', e['name'])} | {e['params']:,} | {e['flops_per_frame'] / 1e9:.3f} "
+            f"| {e['per_frame_ms']:.1f} | {e['max_direct_frames']} |"
+        )
+    bs = " / ".join(f"b{b}" for b in batches)
+    lines += [
+        "",
+        "| setting | family | teacher GFLOPs | student GFLOPs | FLOPs ratio | k/N | "
+        + " | ".join(f"latency ratio b{b}" for b in batches)
+        + f" | teacher ms {bs} | student ms {bs} |",
+        "|---|---|---|---|---|---|" + "---|" * len(batches) + "---|---|",
+    ]
+    checks = []
+    for setting, families in data["results"].items():
+        for family, r in families.items():
+            e = r.get("end_to_end")
+            if not e:
+                continue
+            t, s, ratios = e["teacher"], e["student"], e["ratios"]
+            lines.append(
+                f"| {setting} | {family} | {_g(t['flops'])} | {_g(s['flops'])} | {ratios['flops']:.4f} "
+                f"| {ratios['frames']:.4f} | "
+                + " | ".join(f"{ratios['latency'][b]:.3f}" for b in batches)
+                + " | " + " / ".join(f"{t['latency'][b]:,.1f}" for b in batches)
+                + " | " + " / ".join(f"{s['latency'][b]:,.1f}" for b in batches)
+                + " |"
+            )
+            for name, check in r.get("targets_met", {}).items():
+                checks.append(
+                    f"| {setting} | {family} | {name.replace('_', ' ')} | {check['value']:.4f} "
+                    f"| {'<=' if 'vs_k' not in name else 'within'} {check['target']} "
+                    + (f"of k/N = {check['k_over_n']:.4f}" if "k_over_n" in check else "")
+                    + f" | {'yes' if check['met'] else '**no**'} |"
+                )
+    if checks:
+        lines += ["", "Targets (this run):", "", "| setting | family | ratio | measured | target | met |",
+                  "|---|---|---|---|---|---|", *checks]
+    return lines
 
 
 def render_throughput(data: dict) -> str:

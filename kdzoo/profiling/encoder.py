@@ -326,8 +326,12 @@ def encoder_cost(
     }
 
 
-def end_to_end(report: Mapping, encoder: keras.Model | None, **encoder_kwargs) -> dict:
+def end_to_end(report: Mapping, encoder: keras.Model | Mapping | None, **encoder_kwargs) -> dict:
     """Adds the encoder to a `kdzoo.profiling.compare` report: what a deployment pays.
+
+    `encoder` is a Keras model (timed now with `encoder_cost`), an `encoder_cost` result
+    measured before (one encoder timing shared by several pairs: it must cover the frame
+    counts ``n x B`` used here), or None.
 
     For the teacher (N frames) and the student (k frames) and each batch size B of the
     report: FLOPs = n x encoder FLOPs/frame + aggregator FLOPs; latency = encoder time on
@@ -341,7 +345,13 @@ def end_to_end(report: Mapping, encoder: keras.Model | None, **encoder_kwargs) -
     batches = [int(b) for b in report["ratios"]["latency"]]
     roles = ("teacher", "student")
     counts = [report[r]["frames"] * b for r in roles for b in batches]
-    enc = encoder_cost(encoder, counts, **encoder_kwargs) if encoder is not None else None
+    if isinstance(encoder, keras.Model):
+        enc = encoder_cost(encoder, counts, **encoder_kwargs)
+    else:
+        enc = encoder
+        missing = sorted(set(counts) - set(enc["latency"])) if enc is not None else []
+        if missing:
+            raise ValueError(f"The encoder cost has no timing for {missing} frames; measure it with these counts.")
     out = {"encoder": enc}
     for role in roles:
         n = report[role]["frames"]
