@@ -8,9 +8,10 @@ from the teacher's video embedding and predictions (Bhardwaj, Srinivasan, Khapra
     kdzoo.list_models("netvlad*")
     student = kdzoo.load("netvlad_student_k2.audioset")
     teacher, student = kdzoo.load_pair("netvlad", 2, dataset="audioset")
+    kdzoo.export("netvlad_student_k2.audioset", "served.keras", encoder="my_vggish.keras")
 """
 
-from kdzoo import layers, metrics, sampling
+from kdzoo import export, layers, metrics, sampling
 from kdzoo.distillation import Distiller
 from kdzoo.models import build_model
 from kdzoo.zoo import list_models, load, load_pair, model_card
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Distiller",
     "build_model",
+    "export",
     "layers",
     "list_models",
     "load",

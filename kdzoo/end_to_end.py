@@ -198,3 +198,61 @@ def clip_serving_model(model, encoder, k: int | None = None, sampler: str = "uni
     layer = ClipServing(model, encoder, k, sampler, role, name="clip_serving")
     clip = clip_inputs(encoder)
     return keras.Model(clip, layer(clip), name=f"{model.name}_clip_serving")
+
+
+class _ClipModule(tf.Module):
+    def __init__(self, model, encoder, k, sampler):
+        super().__init__(name="kdzoo_clip_serving")
+        self.model = model
+        self.encoder = encoder
+        structure = _structure(encoder)
+        options = (k, sampler)
+
+        @tf.function(input_signature=clip_signature(encoder))
+        def serve(*flat):
+            clip = keras.tree.pack_sequence_as(structure, list(flat)) if len(flat) > 1 else flat[0]
+            return serve_clip(self.model, self.encoder, clip, *options)
+
+        self.serve = serve
+
+
+def export_clip(
+    model: keras.Model,
+    encoder: keras.Model,
+    path,
+    format: str = "keras",
+    k: int | None = None,
+    sampler: str = "uniform",
+    role: str = "student",
+) -> str:
+    """Writes an end-to-end serving artefact: one raw clip in, the classifier's outputs out.
+
+    Formats as in `kdzoo.export.export_model`: ``"keras"`` (a ``.keras`` file of
+    `clip_serving_model`; reload with ``keras.saving.load_model`` after ``import
+    kdzoo.end_to_end``), ``"savedmodel"`` (``serve`` / ``serving_default`` with one
+    ``[None, *frame_shape]`` input per encoder input) and ``"tflite"`` (where the encoder
+    converts to TFLite builtin ops; VGGish and the tiny conv nets of the tests do).
+
+    Returns:
+        The path written, as a string.
+    """
+    import pathlib
+
+    from kdzoo import export as feature_export
+
+    if format not in feature_export.FORMATS:
+        raise ValueError(f"Unknown export format {format!r}. Expected one of {feature_export.FORMATS}.")
+    layer = ClipServing(model, encoder, k, sampler, role)  # validates before anything is written
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if format == "keras":
+        if path.suffix != ".keras":
+            raise ValueError(f"A keras export needs a path ending in '.keras'. Received: {path}")
+        clip_serving_model(model, encoder, layer.k, sampler, role).save(path)
+        return str(path)
+    module = _ClipModule(model, encoder, layer.k, sampler)
+    if format == "savedmodel":
+        tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+        return str(path)
+    feature_export._refuse_random_tflite(sampler)
+    return feature_export.write_tflite(module, path)

@@ -49,6 +49,8 @@ from __future__ import annotations
 
 import os
 import pathlib
+import sys
+import types
 from typing import Any
 
 import keras
@@ -63,7 +65,7 @@ from kdzoo.models import input_spec
 FORMATS = ("keras", "savedmodel", "tflite")
 INPUT_DTYPES = ("float32", "uint8")
 
-__all__ = ["FORMATS", "INPUT_DTYPES", "VideoServing", "export_model", "serve_video", "run_tflite"]
+__all__ = ["FORMATS", "INPUT_DTYPES", "VideoServing", "export", "export_model", "serve_video", "run_tflite", "write_tflite"]
 
 
 def _check_options(model, frames, sampler, input_dtype, dequantize):
@@ -231,15 +233,23 @@ def export_model(
         return str(path)
     _refuse_random_tflite(sampler)
     module = _module(model, frames, sampler, input_dtype, dequantize)
-    # Variables frozen into constants first: converted as they are, the Keras 3 variables
-    # stay TFLite resource variables that the interpreter reads uninitialised.
+    return write_tflite(module, path)
+
+
+def write_tflite(module: tf.Module, path: str | os.PathLike) -> str:
+    """Converts ``module.serve`` (a `tf.function` with an input signature) to a ``.tflite`` file.
+
+    Variables are frozen into constants first: converted as they are, the Keras 3
+    variables stay TFLite resource variables that the interpreter reads uninitialised.
+    """
+    path = pathlib.Path(path)
     concrete = module.serve.get_concrete_function()
     frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False)
     names = sorted(concrete.structured_outputs)  # the order tf.nest flattens the output dict in
 
     @tf.function(input_signature=concrete.structured_input_signature[0])
-    def serve(video):  # puts the output names back into the TFLite signature
-        return dict(zip(names, tf.nest.flatten(frozen(video))))
+    def serve(*inputs):  # puts the output names back into the TFLite signature
+        return dict(zip(names, tf.nest.flatten(frozen(*inputs))))
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], module)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -251,13 +261,93 @@ def export_model(
 
 
 def run_tflite(path_or_interpreter, video) -> dict[str, np.ndarray]:
-    """Runs an exported ``.tflite`` on one video ``(T, D)``; returns numpy outputs by name."""
+    """Runs an exported ``.tflite`` on one video ``(T, D)`` (or one raw clip of an
+    end-to-end export: an array, or a dict by encoder input name); returns numpy outputs by name."""
     interpreter = path_or_interpreter
     if not isinstance(interpreter, tf.lite.Interpreter):
         interpreter = tf.lite.Interpreter(model_path=str(path_or_interpreter))
-    (inp,) = interpreter.get_input_details()
-    video = np.asarray(video).astype(inp["dtype"])
     # The signature runner resizes the dynamic frame axis to this video's length.
     (key,) = interpreter.get_signature_list()
     runner = interpreter.get_signature_runner(key)
-    return {k: np.asarray(v) for k, v in runner(video=video).items()}
+    details = runner.get_input_details()
+    if not isinstance(video, dict):
+        (name,) = details
+        video = {name: video}
+    inputs = {name: np.asarray(video[name]).astype(details[name]["dtype"]) for name in details}
+    return {k: np.asarray(v) for k, v in runner(**inputs).items()}
+
+
+def export(
+    model: str | keras.Model,
+    path: str | os.PathLike,
+    format: str = "keras",
+    *,
+    encoder: str | os.PathLike | keras.Model | None = None,
+    weights: str | os.PathLike | None = "default",
+    k: int | None = None,
+    sampler: str | None = None,
+    role: str | None = None,
+    input_dtype: str = "float32",
+) -> str:
+    """Exports a zoo model (by name) or a kdzoo model for serving; ``kdzoo.export(...)``.
+
+    Without an encoder the artefact takes one video of features ``(T, D)``
+    (`export_model`). With one it takes one clip of raw frames (``(T, 96, 64, 1)``
+    log-mel patches for ``encoder="vggish"``, ``(T, 299, 299, 3)`` images for
+    ``"inception_v3"``, ``{"rgb", "audio"}`` for ``"yt8m"``), picks the student's k frames
+    first and runs the encoder on those k only (`kdzoo.end_to_end`); a teacher encodes the
+    clip's real frames.
+
+    Args:
+        model: a zoo name (``"netvlad_student_k2.audioset"``) or a `keras.Model`.
+        path: the ``.keras`` file, SavedModel folder or ``.tflite`` file to write.
+        format: ``"keras"``, ``"savedmodel"`` or ``"tflite"``.
+        encoder: None (features in); ``"default"`` (the encoder of the entry's dataset:
+            VGGish for AudioSet, InceptionV3 + VGGish for YouTube-8M), ``"vggish"``,
+            ``"inception_v3"``, ``"yt8m"``, a ``.keras`` path or a `keras.Model`. The
+            built-in encoders have random weights (kdzoo ships no encoder weights): give
+            your trained encoder for meaningful predictions.
+        weights: for a zoo name, as in `kdzoo.load`.
+        k: frames to sample (default: the student's k).
+        sampler: default the zoo config's (``"uniform"`` for a model).
+        role: ``"student"`` or ``"teacher"``; default the entry's role (``"student"`` for a model).
+        input_dtype: ``"float32"`` or ``"uint8"`` (quantised features; no encoder).
+
+    Returns:
+        The path written, as a string.
+    """
+    from kdzoo import encoders
+    from kdzoo.end_to_end import export_clip
+
+    dataset, dequantize = None, "yt8m"
+    if isinstance(model, str):
+        from kdzoo.zoo import registry
+
+        reg = registry.get_registry()
+        entry = reg.resolve(model)
+        model = reg.load(entry.name, weights=weights)
+        dataset, dequantize = entry.tag, entry.config.spec.dequantize
+        role = role or entry.role
+        sampler = sampler or entry.config.sampler
+        k = k or entry.frames
+    elif not isinstance(model, keras.Model):
+        raise TypeError(f"Expected a zoo name or a keras.Model to export. Received: {type(model).__name__}")
+    role, sampler = role or "student", sampler or "uniform"
+    encoder = encoders.get_encoder(encoder, dataset=dataset)
+    if encoder is None:
+        return export_model(model, path, format=format, frames=k, sampler=sampler, input_dtype=input_dtype,
+                            dequantize=dequantize)
+    if input_dtype != "float32":
+        raise ValueError(f"An end-to-end export takes raw float32 frames; input_dtype={input_dtype!r} is for features.")
+    return export_clip(model, encoder, path, format=format, k=k if role == "student" else None, sampler=sampler,
+                       role=role)
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``kdzoo.export(NAME, ...)`` call `export` while ``kdzoo.export`` stays this module."""
+
+    def __call__(self, *args, **kwargs):
+        return export(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

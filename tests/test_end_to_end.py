@@ -151,3 +151,54 @@ def test_bad_encoders_are_refused(student):
         end_to_end.clip_serving_model(student, "vggish")
     with pytest.raises(ValueError, match="built for 3 frames but k=4"):
         end_to_end.clip_serving_model(student, tiny_encoder(), k=4)
+
+
+def _runner(fmt, path):
+    from kdzoo import export
+
+    if fmt == "keras":
+        served = keras.saving.load_model(path)  # safe_mode=True
+        return lambda c: {k: np.asarray(x) for k, x in served(c).items()}
+    if fmt == "savedmodel":
+        loaded = tf.saved_model.load(path)
+        return lambda c: {k: x.numpy() for k, x in loaded.serve(tf.constant(c)).items()}
+    interpreter = tf.lite.Interpreter(model_path=path)
+    return lambda c: export.run_tflite(interpreter, c)
+
+
+@pytest.mark.parametrize("fmt", ["keras", "savedmodel", "tflite"])
+def test_exported_clip_models_match_in_memory_serving(tmp_path, student, teacher, fmt):
+    encoder = tiny_encoder()
+    for role, model in (("student", student), ("teacher", teacher)):
+        path = tmp_path / {"keras": f"{role}.keras", "savedmodel": role, "tflite": f"{role}.tflite"}[fmt]
+        end_to_end.export_clip(model, encoder, path, format=fmt, role=role)
+        run = _runner(fmt, str(path))
+        for length in (2, 7, 20):
+            frames = clip(length)
+            want = (student_reference(model, encoder, frames, "uniform") if role == "student"
+                    else teacher_reference(model, encoder, frames))
+            got = run(frames)
+            for name in ("predictions", "embedding"):
+                np.testing.assert_allclose(got[name], want[name], atol=ATOL, err_msg=f"{fmt} {role} {name} T={length}")
+
+
+def test_kdzoo_export_serves_a_zoo_entry_end_to_end(tmp_path):
+    import kdzoo
+
+    name = "netvlad_student_k2.audioset"
+    encoder = tiny_encoder(out=128)
+    path = kdzoo.export(name, tmp_path / "clip.keras", encoder=encoder)
+    served = keras.saving.load_model(path)
+    student = kdzoo.load(name, weights="pretrained")
+    frames = clip(10)
+    features = encode_all(encoder, frames)
+    idx = sampling.sample_indices([10], 2).numpy()[0]  # the AudioSet students' uniform frames {2, 7}
+    assert list(idx) == [2, 7]
+    want = student({"frames": features[idx][None], "mask": np.ones((1, 2), "float32")})["predictions"]
+    np.testing.assert_allclose(np.asarray(served(frames)["predictions"]), np.asarray(want)[0], atol=ATOL)
+    # Without an encoder: the features export, the same as kdzoo.export.export_model.
+    path = kdzoo.export(name, tmp_path / "features.keras")
+    got = keras.saving.load_model(path)(features)["predictions"]
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want)[0], atol=ATOL)
+    with pytest.raises(ValueError, match="raw float32 frames"):
+        kdzoo.export(name, tmp_path / "x.keras", encoder=encoder, input_dtype="uint8")
