@@ -41,6 +41,7 @@ import argparse
 import copy
 import functools
 import json
+import os
 import pathlib
 import sys
 import time
@@ -340,6 +341,7 @@ def main(argv=None) -> int:
             "aggregator's measured time"
         ),
         "encoder_note": encoders.NO_WEIGHTS_NOTE,
+        "load_average_at_start": list(os.getloadavg()),
         "encoders": {},
         "results": {},
     }
@@ -363,6 +365,7 @@ def main(argv=None) -> int:
                 print(f"    end to end: flops ratio {e['flops']:.4f} (k/N {e['frames']:.4f})  latency ratio {lat}",
                       flush=True)
     result["total_seconds"] = time.perf_counter() - start
+    result["load_average_at_end"] = list(os.getloadavg())
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(_jsonable(result), indent=2) + "\n")
     print(f"wrote {output}")

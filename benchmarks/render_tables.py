@@ -116,11 +116,26 @@ def _render_end_to_end(data: dict, batches: list[str]) -> list[str]:
         "| setting | encoder | params | GFLOPs / frame | ms / frame (call of C frames) | C |",
         "|---|---|---|---|---|---|",
     ]
+    fits = []
     for setting, e in encoders.items():
         lines.append(
             f"| {setting} | {e.get('encoder', e['name'])} | {e['params']:,} | {e['flops_per_frame'] / 1e9:.3f} "
             f"| {e['per_frame_ms']:.1f} | {e['max_direct_frames']} |"
         )
+        measured = sorted((int(m), v["ms"]) for m, v in e["latency"].items() if v["method"] == "measured")
+        if len(measured) >= 2:
+            (m0, t0), (m1, t1) = measured[0], measured[-1]
+            per_frame = (t1 - t0) / (m1 - m0)
+            fits.append(f"{setting}: {t0:,.0f} ms for {m0} frames, {t1:,.0f} ms for {m1}, i.e. about "
+                        f"{t0 - m0 * per_frame:,.0f} ms a call + {per_frame:,.0f} ms a frame")
+    if fits:
+        lines += ["", "Encoder calls measured directly in this run (a fixed cost per call, e.g. reading the "
+                  "weights, plus a cost per frame): " + "; ".join(fits) + "."]
+    load = data.get("load_average_at_start")
+    if load:
+        lines += ["", f"Load average of the machine (1/5/15 min) at the start of the run: "
+                  f"{' / '.join(f'{x:.1f}' for x in load)}; at the end: "
+                  f"{' / '.join(f'{x:.1f}' for x in data.get('load_average_at_end', []))}."]
     bs = " / ".join(f"b{b}" for b in batches)
     lines += [
         "",
