@@ -224,15 +224,20 @@ def _eval_all(model, config: ZooConfig, data_dir, frames: int | None) -> dict[st
     }
 
 
-def _cost(model, frames: int) -> dict[str, Any]:
+def _card_encoder(config: ZooConfig):
+    """(name, encoder) of the dataset layout's frame encoder for the cards' end-to-end cost."""
+    from kdzoo import encoders
+
+    name = encoders.DATASET_ENCODERS.get(config.dataset)
+    return name, (encoders.get_encoder(name) if name else None)
+
+
+def _cost(model, frames: int, encoder=None) -> dict[str, Any]:
+    """The card's cost block: the classifier alone and, with the encoder, end to end."""
     from kdzoo import profiling  # cost accounting sits on top of the training path
 
-    latency = profiling.latency(model, frames=frames, batch=1)
-    return {
-        "params": int(profiling.params(model)),
-        "flops": int(profiling.flops(model, frames=frames)),
-        "latency_ms_cpu_batch1": round(float(latency["median_ms"]), 3),
-    }
+    name, encoder = encoder or (None, None)
+    return profiling.card_cost(model, frames, encoder, encoder_name=name)
 
 
 def train_zoo_config(
@@ -260,7 +265,10 @@ def train_zoo_config(
     teacher_metrics = _eval_all(teacher, config, data_dir, None)
     meta = dict(base, name=teacher_name, role="teacher", frames=config.spec.max_frames, sampler=None,
                 metrics=teacher_metrics, best_val_gap=record["best_val_gap"], epochs_run=record["epochs_run"])
-    meta.update(_cost(teacher, config.spec.max_frames))
+    from kdzoo import profiling  # cost accounting sits on top of the training path
+
+    encoder = _card_encoder(config)
+    meta.update(_cost(teacher, config.spec.max_frames, encoder))
     written[teacher_name] = artifacts.write_entry(
         pathlib.Path(out_dir) / teacher_name, teacher, config.model_config("teacher"), meta
     )
@@ -278,10 +286,8 @@ def train_zoo_config(
                 "best_val_gap": b_record["best_val_gap"],
             }
             meta["distillation_gain_map"] = meta["metrics"]["eval"]["map"] - meta["no_teacher"]["metrics"]["map"]
-        meta.update(_cost(student, k))
-        meta["teacher_ratio"] = {
-            key: meta[key] / written[teacher_name][key] for key in ("params", "flops", "latency_ms_cpu_batch1")
-        }
+        meta.update(_cost(student, k, encoder))
+        meta["teacher_ratio"] = profiling.card_ratios(meta, written[teacher_name])
         written[name] = artifacts.write_entry(
             pathlib.Path(out_dir) / name, student, config.model_config("student", k), meta
         )
