@@ -152,12 +152,9 @@ class ClipServing(keras.layers.Layer):
         return serve_clip(self.model, self.encoder, inputs, self.k, self.sampler)
 
     def compute_output_spec(self, inputs):
-        num_classes = int(self.model.get_layer("predictions").output.shape[-1])
-        emb = int(self.model.get_layer("embedding").output.shape[-1])
-        return {
-            "predictions": keras.KerasTensor((num_classes,), dtype="float32"),
-            "embedding": keras.KerasTensor((emb,), dtype="float32"),
-        }
+        from kdzoo.export import serving_output_spec
+
+        return serving_output_spec(self.model)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

