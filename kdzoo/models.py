@@ -16,6 +16,7 @@ A config is a plain dict (it comes from YAML in ``zoo_configs/``)::
         "feature_size": 128,          # width of one frame
         "num_classes": 527,
         "frames": 10,                 # frames the model sees; None = any number
+        "frame_mlp": [512, 512],      # optional Dense+ReLU layers applied to every frame
         "aggregator": {"num_clusters": 32, "output_size": 256},
         "hidden_size": None,          # optional Dense+ReLU after the aggregator
         "dropout": 0.5,               # before the head
@@ -51,6 +52,7 @@ _KNOWN_KEYS = {
     "feature_size",
     "num_classes",
     "frames",
+    "frame_mlp",
     "aggregator",
     "hidden_size",
     "dropout",
@@ -80,6 +82,10 @@ def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
     frames = out.setdefault("frames", None)
     if frames is not None and (not isinstance(frames, int) or frames <= 0):
         raise ValueError(f"Expected a positive integer or None for 'frames'. Received: frames={frames!r}")
+    frame_mlp = out.get("frame_mlp") or []
+    if isinstance(frame_mlp, int) or any(not isinstance(u, int) or isinstance(u, bool) or u <= 0 for u in frame_mlp):
+        raise ValueError(f"Expected a list of positive layer widths for 'frame_mlp'. Received: frame_mlp={frame_mlp!r}")
+    out["frame_mlp"] = list(frame_mlp)
     aggregator = dict(_DEFAULT_AGGREGATOR[family])
     aggregator.update(out.get("aggregator") or {})
     out["aggregator"] = aggregator
@@ -112,6 +118,9 @@ def _make_aggregator(family: str, kwargs: Mapping[str, Any]) -> keras.layers.Lay
 def build_model(config: Mapping[str, Any]) -> keras.Model:
     """Builds a video classifier from a config (see the module docstring).
 
+    frames (batch, T, D) -> optional per-frame MLP (batch, T, frame_mlp[-1]) -> aggregator
+    (batch, E) -> optional hidden Dense -> embedding -> dropout -> context gating -> head.
+
     Args:
         config: model config dict.
 
@@ -122,7 +131,10 @@ def build_model(config: Mapping[str, Any]) -> keras.Model:
     cfg = normalize_config(config)
     frames = keras.Input(shape=(cfg["frames"], cfg["feature_size"]), name="frames")
     mask = keras.Input(shape=(cfg["frames"],), name="mask")
-    x = _make_aggregator(cfg["family"], cfg["aggregator"])(frames, mask=mask)
+    x = frames
+    for i, units in enumerate(cfg["frame_mlp"]):
+        x = keras.layers.Dense(units, activation="relu", name=f"frame_mlp_{i}")(x)
+    x = _make_aggregator(cfg["family"], cfg["aggregator"])(x, mask=mask)
     if cfg["hidden_size"]:
         x = keras.layers.Dense(cfg["hidden_size"], activation="relu", name="hidden")(x)
     embedding = keras.layers.Activation("linear", dtype="float32", name="embedding")(x)

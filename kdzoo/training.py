@@ -15,6 +15,7 @@ repeats a finished stage.
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import pathlib
 import platform
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
 
 from kdzoo.data import count_records, list_files, make_dataset
 from kdzoo.distillation import Distiller
@@ -47,10 +49,10 @@ def resolve_data(pattern: str | None, data_dir: str | os.PathLike | None, what: 
     return list_files(pattern)
 
 
-def _datasets(config: ZooConfig, data_dir, batch_size: int):
+def _datasets(config: ZooConfig, data_dir, batch_size: int, seed: int | None = None):
     train_files = resolve_data(config.data.get("train"), data_dir, "train")
     fraction = float(config.training["validation_fraction"])
-    seed = int(config.training["seed"])
+    seed = int(config.training["seed"]) if seed is None else int(seed)
     train = make_dataset(
         train_files, config.spec, batch_size, shuffle=True, seed=seed, cache=True,
         subset="train", validation_fraction=fraction,
@@ -71,9 +73,13 @@ def fit_stage(
     learning_rate: float,
     patience: int,
     verbose: int = 1,
+    warmup_epochs: int = 0,
+    steps_per_epoch: int | None = None,
 ) -> dict[str, Any]:
     """Fits one Distiller resumably; returns the done.json record (best epoch, history).
 
+    With ``warmup_epochs > 0`` (and `steps_per_epoch`) the learning rate rises linearly
+    from 0 over the warm-up, then follows a cosine decay to 0 at the last epoch.
     A finished stage (done.json present) is not trained again: its best weights are loaded.
     """
     run_dir = pathlib.Path(run_dir)
@@ -84,7 +90,13 @@ def fit_stage(
         target.load_weights(best)
         return artifacts.read_json(done)
     run_dir.mkdir(parents=True, exist_ok=True)
-    distiller.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    rate = learning_rate
+    if warmup_epochs and steps_per_epoch:
+        warmup = int(warmup_epochs * steps_per_epoch)
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0, max(1, epochs * steps_per_epoch - warmup), warmup_target=learning_rate, warmup_steps=warmup
+        )
+    distiller.compile(optimizer=keras.optimizers.Adam(rate))
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "tb")),
@@ -155,31 +167,71 @@ def train_teacher(config: ZooConfig, data_dir, work_dir, *, epochs=None, verbose
     record = fit_stage(
         distiller, train_ds, val_ds, pathlib.Path(work_dir) / f"{config.teacher_name()}.{config.dataset}" / "teacher",
         epochs=epochs or int(t["epochs"]), learning_rate=float(t["learning_rate"]),
-        patience=int(t["patience"]), verbose=verbose,
+        patience=int(t["patience"]), verbose=verbose, warmup_epochs=int(t.get("warmup_epochs") or 0),
+        steps_per_epoch=_steps_per_epoch(config, data_dir),
     )
     return teacher, record
 
 
 def train_student(
-    config: ZooConfig, frames: int, teacher: keras.Model | None, data_dir, work_dir, *, epochs=None, verbose=1
+    config: ZooConfig, frames: int | None, teacher: keras.Model | None, data_dir, work_dir, *,
+    train_sampler: str | None = None, seed: int | None = None, elastic: bool = False, epochs=None, verbose=1,
 ) -> tuple[keras.Model, dict]:
-    """Trains the k-frame student, distilled from `teacher` or (teacher=None) on labels alone."""
+    """Trains the k-frame student, distilled from `teacher` or (teacher=None) on labels alone.
+
+    Args:
+        train_sampler: how training steps pick the k frames (default: the config's
+            ``train_sampler``); evaluation always uses the config's ``sampler``.
+        seed: the run's seed (default: ``training.seed``); a seed other than the
+            default gets its own run folder.
+        elastic: train the config's elastic student (``frames`` is ignored: each step
+            draws k from ``elastic.frames``; validation uses the middle of that span).
+
+    Returns ``(student, done record)``.
+    """
     t = config.training
-    keras.utils.set_random_seed(int(t["seed"]) + frames)
-    train_ds, val_ds, _ = _datasets(config, data_dir, int(t["batch_size"]))
-    student = build_model(config.model_config("student", frames))
+    base_seed = int(t["seed"])
+    seed = base_seed if seed is None else int(seed)
+    train_sampler = train_sampler or config.train_sampler
+    if elastic:
+        low, high = config.elastic
+        frames = (low + high) // 2
+        student = build_model(config.model_config("student", elastic=True))
+        name = config.elastic_name()
+    else:
+        student = None
+        name = config.student_name(frames)
+    keras.utils.set_random_seed(seed + frames)
+    train_ds, val_ds, _ = _datasets(config, data_dir, int(t["batch_size"]), seed=seed)
+    if student is None:
+        student = build_model(config.model_config("student", frames))
     kwargs = _distill_kwargs(config) if teacher is not None else {}
     distiller = Distiller(
-        teacher, student, frames=frames, sampler=config.sampler, seed=int(t["seed"]),
+        teacher, student, frames=frames, sampler=config.sampler, train_sampler=train_sampler,
+        train_frames=config.elastic if elastic else None, seed=seed,
         metric_capacity=_capacity(config, data_dir), **kwargs,
     )
-    stage = "distilled" if teacher is not None else "no_teacher"
+    stage = stage_name(teacher is not None, train_sampler, seed if seed != base_seed else None)
     record = fit_stage(
-        distiller, train_ds, val_ds, pathlib.Path(work_dir) / f"{config.student_name(frames)}.{config.dataset}" / stage,
+        distiller, train_ds, val_ds, pathlib.Path(work_dir) / f"{name}.{config.dataset}" / stage,
         epochs=epochs or int(t.get("student_epochs") or t["epochs"]), learning_rate=float(t["learning_rate"]),
-        patience=int(t["patience"]), verbose=verbose,
+        patience=int(t["patience"]), verbose=verbose, warmup_epochs=int(t.get("warmup_epochs") or 0),
+        steps_per_epoch=_steps_per_epoch(config, data_dir),
     )
     return student, record
+
+
+def stage_name(distilled: bool, train_sampler: str, seed: int | None = None) -> str:
+    """Run folder of a student stage: ``distilled`` or ``no_teacher_<sampler>``, ``_seed<s>``."""
+    name = "distilled" if distilled else f"no_teacher_{train_sampler}"
+    return name if seed is None else f"{name}_seed{seed}"
+
+
+def _steps_per_epoch(config: ZooConfig, data_dir) -> int:
+    """Training batches per epoch (approximate: the validation split is by hash)."""
+    t = config.training
+    train = (_capacity(config, data_dir) - 1) * (1.0 - float(t["validation_fraction"]))
+    return max(1, math.ceil(train / int(t["batch_size"])))
 
 
 def _capacity(config: ZooConfig, data_dir) -> int:
@@ -224,6 +276,65 @@ def _eval_all(model, config: ZooConfig, data_dir, frames: int | None) -> dict[st
     }
 
 
+def _curve_point(metrics: dict[str, Any]) -> dict[str, float]:
+    return {key: metrics[key] for key in ("gap", "map", "hit_at_one")}
+
+
+def _student_runs(config: ZooConfig, k: int, teacher, data_dir, work_dir, baselines: bool, epochs, verbose):
+    """Every run of the k-frame student: ``{kind: [(model, record, metrics) per seed]}``.
+
+    Kinds: ``distilled`` (the config's train sampler), and with `baselines` the no-teacher
+    twins ``no_teacher_<train_sampler>`` and ``no_teacher_<sampler>`` (the paper's fixed
+    frames). The first seed is the config's ``training.seed``: its distilled model ships.
+    """
+    kinds = [("distilled", teacher, config.train_sampler)]
+    if baselines:
+        for sampler in dict.fromkeys((config.train_sampler, config.sampler)):
+            kinds.append((stage_name(False, sampler), None, sampler))
+    runs: dict[str, list] = {}
+    for kind, run_teacher, sampler in kinds:
+        for seed in config.seeds_for(k):
+            model, record = train_student(
+                config, k, run_teacher, data_dir, work_dir, train_sampler=sampler, seed=seed,
+                epochs=epochs, verbose=verbose,
+            )
+            runs.setdefault(kind, []).append((model, record, _eval_all(model, config, data_dir, k)))
+    return runs
+
+
+def _run_summaries(config: ZooConfig, runs: dict[str, list], k: int) -> dict[str, Any]:
+    """Card fields of the runs: the baselines' metrics, the seeds' mean ± std, the gain claims.
+
+    A gain is called ``beats`` only when it exceeds twice the larger of the two seed spreads
+    (with a single seed there is no spread and the claim is ``single seed``).
+    """
+    def spread(kind):
+        values = np.array([m["eval"]["map"] for _, _, m in runs[kind]])
+        return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                "runs": [float(v) for v in values]}
+
+    out: dict[str, Any] = {"seeds": config.seeds_for(k), "map_over_seeds": {kind: spread(kind) for kind in runs}}
+    baselines = {}
+    for kind in runs:
+        if kind == "distilled":
+            continue
+        _, record, metrics = runs[kind][0]
+        baselines[kind] = {"metrics": metrics["eval"], "best_val_gap": record["best_val_gap"],
+                           "train_sampler": kind.removeprefix("no_teacher_")}
+    if baselines:
+        out["baselines"] = baselines
+        ours = out["map_over_seeds"]["distilled"]
+        out["distillation_gain_map"] = {}
+        for kind in baselines:
+            other = out["map_over_seeds"][kind]
+            gain = ours["mean"] - other["mean"]
+            noise = 2 * max(ours["std"], other["std"])
+            verdict = "single seed" if len(ours["runs"]) < 2 else ("beats" if gain > noise else
+                      ("worse" if -gain > noise else "within noise"))
+            out["distillation_gain_map"][kind] = {"gain": gain, "twice_spread": noise, "verdict": verdict}
+    return out
+
+
 def _card_encoder(config: ZooConfig):
     """(name, encoder) of the dataset layout's frame encoder for the cards' end-to-end cost."""
     from kdzoo import encoders
@@ -248,6 +359,7 @@ def train_zoo_config(
     work_dir: str | os.PathLike = "runs",
     frames: Sequence[int] | None = None,
     baselines: bool = True,
+    train_elastic: bool = True,
     epochs: int | None = None,
     command: str = "",
     verbose: int = 1,
@@ -274,21 +386,35 @@ def train_zoo_config(
     )
 
     for k in frames:
-        student, record = train_student(config, k, teacher, data_dir, work_dir, epochs=epochs, verbose=verbose)
         name = f"{config.student_name(k)}.{config.dataset}"
-        meta = dict(base, name=name, role="student", frames=k, sampler=config.sampler, teacher=teacher_name,
-                    distillation=_distill_kwargs(config), metrics=_eval_all(student, config, data_dir, k),
+        runs = _student_runs(config, k, teacher, data_dir, work_dir, baselines, epochs, verbose)
+        student, record, metrics = runs["distilled"][0]
+        meta = dict(base, name=name, role="student", frames=k, sampler=config.sampler,
+                    train_sampler=config.train_sampler, teacher=teacher_name,
+                    distillation=_distill_kwargs(config), metrics=metrics,
                     best_val_gap=record["best_val_gap"], epochs_run=record["epochs_run"])
-        if baselines:
-            baseline, b_record = train_student(config, k, None, data_dir, work_dir, epochs=epochs, verbose=verbose)
-            meta["no_teacher"] = {
-                "metrics": _eval_all(baseline, config, data_dir, k)["eval"],
-                "best_val_gap": b_record["best_val_gap"],
-            }
-            meta["distillation_gain_map"] = meta["metrics"]["eval"]["map"] - meta["no_teacher"]["metrics"]["map"]
+        meta.update(_run_summaries(config, runs, k))
         meta.update(_cost(student, k, encoder))
         meta["teacher_ratio"] = profiling.card_ratios(meta, written[teacher_name])
         written[name] = artifacts.write_entry(
             pathlib.Path(out_dir) / name, student, config.model_config("student", k), meta
+        )
+    if config.elastic and train_elastic:
+        name = f"{config.elastic_name()}.{config.dataset}"
+        student, record = train_student(
+            config, None, teacher, data_dir, work_dir, elastic=True, epochs=epochs, verbose=verbose
+        )
+        low, high = config.elastic
+        curve = {k: _eval_all(student, config, data_dir, k) for k in range(low, high + 1)}
+        meta = dict(base, name=name, role="student", frames=None, elastic_frames=[low, high],
+                    sampler=config.sampler, train_sampler=config.train_sampler, teacher=teacher_name,
+                    distillation=_distill_kwargs(config), metrics=curve[high],
+                    curve={str(k): _curve_point(m["eval"]) for k, m in curve.items()},
+                    curve_subset={str(k): _curve_point(m["eval_subset"]) for k, m in curve.items()},
+                    best_val_gap=record["best_val_gap"], epochs_run=record["epochs_run"])
+        meta.update(_cost(student, high, encoder))
+        meta["teacher_ratio"] = profiling.card_ratios(meta, written[teacher_name])
+        written[name] = artifacts.write_entry(
+            pathlib.Path(out_dir) / name, student, config.model_config("student", elastic=True), meta
         )
     return written

@@ -47,6 +47,9 @@ class Distiller(keras.Model):
             (`kdzoo.sampling.SAMPLERS`).
         train_sampler: how they are chosen in training steps; None means `sampler`
             (e.g. ``"random"``: a fresh k-subset each step, evaluated ``"uniform"``).
+        train_frames: optional ``(low, high)``: each training step draws its own k
+            uniformly from ``low..high`` (inclusive) for an elastic student built with
+            ``frames=None``; evaluation and prediction still use ``frames``.
         mode: ``"serial"`` (frozen teacher) or ``"parallel"`` (joint training).
         ce_weight: weight of the student's L_CE.
         representation_weight: weight of L_rep.
@@ -76,6 +79,7 @@ class Distiller(keras.Model):
         frames: int | None,
         sampler: str = "uniform",
         train_sampler: str | None = None,
+        train_frames: Sequence[int] | None = None,
         mode: str = "serial",
         ce_weight: float = 1.0,
         representation_weight: float = 0.01,
@@ -104,6 +108,21 @@ class Distiller(keras.Model):
         if unknown:
             raise ValueError(f"Unknown metrics {unknown}. Expected names from {METRICS}.")
         student_frames, feature_size = input_spec(student)
+        if train_frames is not None:
+            train_frames = tuple(train_frames)
+            if (
+                len(train_frames) != 2
+                or any(not isinstance(k, int) or isinstance(k, bool) for k in train_frames)
+                or not 1 <= train_frames[0] <= train_frames[1]
+            ):
+                raise ValueError(
+                    f"Expected train_frames=(low, high) with 1 <= low <= high. Received: train_frames={train_frames!r}"
+                )
+            if student_frames is not None:
+                raise ValueError(
+                    f"An elastic student (train_frames={train_frames}) must be built with frames=None; "
+                    f"this one was built for {student_frames} frames."
+                )
         if frames is None and teacher is not None:
             raise ValueError("A student distilled from a teacher needs a frame count k (frames=...).")
         if student_frames is not None and frames is not None and student_frames != frames:
@@ -129,6 +148,7 @@ class Distiller(keras.Model):
         self.frames = frames
         self.sampler = sampler
         self.train_sampler = train_sampler or sampler
+        self.train_frames = train_frames
         self.mode = mode
         self.ce_weight = float(ce_weight)
         self.representation_weight = float(representation_weight)
@@ -193,9 +213,10 @@ class Distiller(keras.Model):
             raise ValueError(
                 f"Expected frames of shape (batch, frames, {self.feature_size}). Received: {tuple(frames.shape)}"
             )
-        if frames.shape[1] is not None and self.teacher is not None and self.frames > frames.shape[1]:
+        largest = self.frames if self.train_frames is None else max(self.frames or 0, self.train_frames[1])
+        if frames.shape[1] is not None and self.teacher is not None and largest > frames.shape[1]:
             raise ValueError(
-                f"The student's k={self.frames} exceeds the {frames.shape[1]} frames in the batch."
+                f"The student's k={largest} exceeds the {frames.shape[1]} frames in the batch."
             )
         frames = ops.cast(frames, "float32")
         if mask is None:
@@ -219,8 +240,20 @@ class Distiller(keras.Model):
         step = None
         if training and getattr(self, "optimizer", None) is not None:
             step = self.optimizer.iterations
-        k_frames, k_mask = sampling.sample_frames(frames, mask, self.frames, sampler, seed=self.seed, step=step)
+        k = self.frames
+        if training and self.train_frames is not None:
+            k = self.draw_frames(step)
+        k_frames, k_mask = sampling.sample_frames(frames, mask, k, sampler, seed=self.seed, step=step)
         return {"frames": k_frames, "mask": k_mask}
+
+    def draw_frames(self, step=None) -> tf.Tensor:
+        """The k of one elastic training step: uniform in ``train_frames``, keyed by (seed, step).
+
+        The draw uses a seed independent of the frame sampler's (its seed + 1).
+        """
+        low, high = self.train_frames
+        seed = sampling.seed_pair(self.seed + 1, None if step is None else tf.cast(step, tf.int64))
+        return tf.random.stateless_uniform([], seed=seed, minval=low, maxval=high + 1, dtype=tf.int32)
 
     # ----------------------------------------------------------------- forward
     def call(self, inputs: Any, training: bool = False) -> dict[str, Any]:
@@ -328,6 +361,7 @@ class Distiller(keras.Model):
                 "frames": self.frames,
                 "sampler": self.sampler,
                 "train_sampler": self.train_sampler,
+                "train_frames": None if self.train_frames is None else list(self.train_frames),
                 "mode": self.mode,
                 "ce_weight": self.ce_weight,
                 "representation_weight": self.representation_weight,

@@ -7,7 +7,9 @@ for every k in ``frames``. Keys::
     family: netvlad                 # kdzoo.models.FAMILIES
     dataset: audioset               # a kdzoo.data preset, also the name's tag
     frames: [1, 2, 3, 5]            # the students' k
-    sampler: uniform                # kdzoo.sampling.SAMPLERS
+    sampler: uniform                # kdzoo.sampling.SAMPLERS: how a student's k frames are chosen at evaluation
+    train_sampler: random           # optional: how they are chosen in training steps (default: sampler)
+    elastic: {frames: [1, 10]}      # optional: also train <family>_student_elastic (k drawn per step)
     model: {...}                    # build_model keys shared by teacher and students
     teacher: {...}                  # overrides for the teacher
     student: {...}                  # overrides for the students
@@ -46,11 +48,14 @@ TRAINING_DEFAULTS = {
     "learning_rate": 1e-3,
     "validation_fraction": 0.1,
     "patience": 3,
+    "warmup_epochs": 0,  # > 0: linear warm-up then cosine decay of the learning rate
     "seed": 0,
+    "seeds": None,  # e.g. [0, 1, 2]: the students in seed_frames are trained once per seed
+    "seed_frames": [],
 }
 
 _KEYS = {
-    "family", "dataset", "frames", "sampler", "model", "teacher", "student", "students", "distillation", "training",
+    "family", "dataset", "frames", "sampler", "train_sampler", "elastic", "model", "teacher", "student", "students", "distillation", "training",
     "data",
 }
 # Model keys whose overrides are merged key by key instead of replaced.
@@ -78,6 +83,8 @@ class ZooConfig:
     spec: DatasetSpec
     frames: tuple[int, ...]
     sampler: str
+    train_sampler: str
+    elastic: tuple[int, int] | None
     model: Mapping[str, Any]
     teacher: Mapping[str, Any]
     student: Mapping[str, Any]
@@ -109,6 +116,22 @@ class ZooConfig:
         sampler = raw.get("sampler", "uniform")
         if sampler not in SAMPLERS:
             raise ValueError(f"Unknown sampler {sampler!r}{where}. Expected one of {SAMPLERS}.")
+        train_sampler = raw.get("train_sampler") or sampler
+        if train_sampler not in SAMPLERS:
+            raise ValueError(f"Unknown train_sampler {train_sampler!r}{where}. Expected one of {SAMPLERS}.")
+        elastic = raw.get("elastic")
+        if elastic is not None:
+            span = elastic.get("frames") if isinstance(elastic, Mapping) else None
+            if (
+                not isinstance(span, (list, tuple)) or len(span) != 2
+                or any(not isinstance(k, int) or isinstance(k, bool) for k in span)
+                or not 1 <= span[0] <= span[1] <= spec.max_frames
+            ):
+                raise ValueError(
+                    f"Expected 'elastic: {{frames: [low, high]}}' with 1 <= low <= high <= {spec.max_frames}{where}. "
+                    f"Received: elastic={elastic!r}"
+                )
+            elastic = (int(span[0]), int(span[1]))
         students = dict(raw.get("students") or {})
         for k, overrides in students.items():
             if k not in frames or not isinstance(overrides, Mapping):
@@ -124,6 +147,8 @@ class ZooConfig:
             spec=spec,
             frames=frames,
             sampler=sampler,
+            train_sampler=train_sampler,
+            elastic=elastic,
             model=dict(raw.get("model") or {}),
             teacher=dict(raw.get("teacher") or {}),
             student=dict(raw.get("student") or {}),
@@ -150,17 +175,32 @@ class ZooConfig:
     def student_name(self, frames: int) -> str:
         return f"{self.family}_student_k{frames}"
 
+    def elastic_name(self) -> str:
+        return f"{self.family}_student_elastic"
+
     def names(self) -> list[str]:
         """Architecture names (without the dataset tag) this config defines."""
-        return [self.teacher_name()] + [self.student_name(k) for k in self.frames]
+        names = [self.teacher_name()] + [self.student_name(k) for k in self.frames]
+        return names + ([self.elastic_name()] if self.elastic else [])
+
+    def seeds_for(self, frames: int) -> list[int]:
+        """Seeds of the k-frame student's runs: `training.seeds` for k in `seed_frames`, else [seed]."""
+        seeds = self.training.get("seeds")
+        if seeds and int(frames) in [int(k) for k in self.training.get("seed_frames") or []]:
+            return [int(s) for s in seeds]
+        return [int(self.training["seed"])]
 
     # ------------------------------------------------------------------ models
-    def model_config(self, role: str, frames: int | None = None) -> dict[str, Any]:
-        """The `kdzoo.models.build_model` config of the teacher or of the k-frame student."""
+    def model_config(self, role: str, frames: int | None = None, elastic: bool = False) -> dict[str, Any]:
+        """The `kdzoo.models.build_model` config of the teacher or of the k-frame student.
+
+        ``elastic=True``: the elastic student, built for any frame count (``frames=None``)
+        unless `frames` fixes its budget.
+        """
         if role not in ("teacher", "student"):
             raise ValueError(f"Unknown role {role!r}. Expected 'teacher' or 'student'.")
         config = _merge(copy.deepcopy(dict(self.model)), self.teacher if role == "teacher" else self.student)
-        if role == "student" and frames is not None:
+        if role == "student" and frames is not None and not elastic:
             config = _merge(config, self.students.get(int(frames), {}))
         config["family"] = self.family
         config["feature_size"] = self.spec.feature_size
@@ -168,6 +208,9 @@ class ZooConfig:
         if role == "teacher":
             config["frames"] = self.spec.max_frames
             config["name"] = self.teacher_name()
+        elif elastic:
+            config["frames"] = None if frames is None else int(frames)
+            config["name"] = self.elastic_name()
         else:
             if frames is None:
                 raise ValueError("A student config needs its frame count k (frames=...).")

@@ -56,9 +56,10 @@ class ZooEntry:
     arch: str  # e.g. "netvlad_student_k2"
     tag: str  # the dataset, e.g. "audioset"
     role: str  # "teacher" or "student"
-    frames: int  # frames the model sees (all of the dataset's for a teacher)
+    frames: int | None  # frames the model sees (all of the dataset's for a teacher; None: elastic)
     config: ZooConfig
     pretrained_dir: pathlib.Path
+    elastic: bool = False  # one set of weights for any k (`<family>_student_elastic`)
 
     @property
     def name(self) -> str:
@@ -74,11 +75,19 @@ class ZooEntry:
             self.entry_dir / artifacts.WEIGHTS_FILE
         ).is_file()
 
-    def model_config(self) -> dict[str, Any]:
-        """The build config: the trained entry's config.json if shipped, else from the zoo config."""
+    def model_config(self, k: int | None = None) -> dict[str, Any]:
+        """The build config: the trained entry's config.json if shipped, else from the zoo config.
+
+        `k` fixes an elastic student's frame budget (None: any number of frames).
+        """
         path = self.entry_dir / artifacts.CONFIG_FILE
         if self.has_weights and path.is_file():
-            return artifacts.read_json(path)
+            config = artifacts.read_json(path)
+            if self.elastic:
+                config["frames"] = k
+            return config
+        if self.elastic:
+            return self.config.model_config("student", k, elastic=True)
         if self.role == "teacher":
             return self.config.model_config("teacher")
         return self.config.model_config("student", self.frames)
@@ -107,8 +116,12 @@ class Registry:
             config = ZooConfig.from_file(path)
             specs = [(config.teacher_name(), "teacher", config.spec.max_frames)]
             specs += [(config.student_name(k), "student", k) for k in config.frames]
+            if config.elastic:
+                specs.append((config.elastic_name(), "student", None))
             for arch, role, frames in specs:
-                entry = ZooEntry(arch, config.dataset, role, frames, config, self.pretrained_dir)
+                entry = ZooEntry(
+                    arch, config.dataset, role, frames, config, self.pretrained_dir, elastic=frames is None
+                )
                 if entry.name in self.entries:
                     raise ValueError(f"Zoo entry {entry.name} is defined twice (second time in {path}).")
                 self.entries[entry.name] = entry
@@ -162,10 +175,15 @@ class Registry:
             card["train_command"] = entry.train_command()
         return card
 
-    def load(self, name: str, weights: str | os.PathLike | None = "default") -> keras.Model:
+    def load(self, name: str, weights: str | os.PathLike | None = "default", k: int | None = None) -> keras.Model:
         """Builds an entry's model and loads its weights (see `kdzoo.load`)."""
         entry = self.resolve(name)
-        model = build_model(entry.model_config())
+        if k is not None and not entry.elastic and k != entry.frames:
+            raise ValueError(
+                f"{entry.name} is built for {entry.frames} frames; k={k} applies to elastic students "
+                f"only (e.g. {entry.config.family}_student_elastic.{entry.tag})."
+            )
+        model = build_model(entry.model_config(k))
         if weights is None:
             return model
         if weights in ("pretrained", "default"):
@@ -234,7 +252,7 @@ def list_models(pattern: str = "*", pretrained: bool | None = None) -> list[str]
     return get_registry().list_models(pattern, pretrained)
 
 
-def load(name: str, weights: str | os.PathLike | None = "default") -> keras.Model:
+def load(name: str, weights: str | os.PathLike | None = "default", k: int | None = None) -> keras.Model:
     """Returns a zoo model by name, e.g. ``kdzoo.load("netvlad_student_k2.audioset")``.
 
     Args:
@@ -243,8 +261,10 @@ def load(name: str, weights: str | os.PathLike | None = "default") -> keras.Mode
             (an entry without them raises `MissingWeightsError` with the command that
             trains it); ``"default"``: pretrained where shipped, else an untrained model
             with a warning; ``None``: untrained; a path: a ``.weights.h5`` or ``.keras`` file.
+        k: fixes the frame budget of an elastic student (``*_student_elastic``), whose
+            model otherwise takes any number of frames.
     """
-    return get_registry().load(name, weights)
+    return get_registry().load(name, weights, k=k)
 
 
 def load_pair(family: str, frames: int, dataset: str | None = None, weights: str | None = "default"):

@@ -1,0 +1,121 @@
+"""Training-time sampler, elastic students (k drawn per step) and seed summaries."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kdzoo.distillation import Distiller
+from kdzoo.models import build_model
+from kdzoo.training import _run_summaries, stage_name
+from kdzoo.zoo.config import ZooConfig
+
+MODEL = {"family": "pooling", "feature_size": 4, "num_classes": 3, "aggregator": {"mode": "mean"},
+         "head": {"num_mixtures": 1}}
+
+
+def raw(**extra):
+    config = {"family": "netvlad", "dataset": "audioset", "frames": [1, 2], "sampler": "uniform",
+              "model": {"aggregator": {"num_clusters": 2, "output_size": 4}, "head": {"num_mixtures": 1}}}
+    config.update(extra)
+    return config
+
+
+def _batch(rng, batch=6, frames=10):
+    x = rng.normal(size=(batch, frames, 4)).astype("float32")
+    return {"frames": x, "mask": np.ones((batch, frames), "float32")}
+
+
+def test_elastic_distiller_draws_every_k_in_its_span_and_repeats_per_step():
+    teacher = build_model(dict(MODEL, frames=10))
+    student = build_model(dict(MODEL, frames=None))
+    distiller = Distiller(teacher, student, frames=3, train_sampler="random", train_frames=(1, 10), seed=5)
+    draws = [int(distiller.draw_frames(tf.constant(step, tf.int64))) for step in range(400)]
+    assert set(draws) == set(range(1, 11))
+    counts = np.bincount(draws, minlength=11)[1:]
+    assert counts.min() > 400 / 10 / 2  # roughly uniform, never one k only
+    assert draws == [int(distiller.draw_frames(tf.constant(s, tf.int64))) for s in range(400)]
+    inputs = _batch(np.random.default_rng(0))
+    # training: the view has the drawn k frames; evaluation: the fixed k=3 of `frames`
+    k_step = int(distiller.draw_frames(None))
+    assert distiller.student_view(inputs, training=True)["frames"].shape[1] == k_step
+    assert distiller.student_view(inputs, training=False)["frames"].shape[1] == 3
+
+
+def test_elastic_distiller_refuses_a_fixed_frame_student_and_bad_spans():
+    teacher = build_model(dict(MODEL, frames=10))
+    with pytest.raises(ValueError, match="frames=None"):
+        Distiller(teacher, build_model(dict(MODEL, frames=3)), frames=3, train_frames=(1, 10))
+    with pytest.raises(ValueError, match="low <= high"):
+        Distiller(teacher, build_model(dict(MODEL, frames=None)), frames=3, train_frames=(4, 2))
+
+
+def test_elastic_distiller_trains_and_round_trips_its_config():
+    rng = np.random.default_rng(1)
+    teacher = build_model(dict(MODEL, frames=10))
+    student = build_model(dict(MODEL, frames=None))
+    distiller = Distiller(teacher, student, frames=2, train_sampler="random", train_frames=(1, 10))
+    distiller.compile(optimizer="adam")
+    x = _batch(rng, batch=32)
+    y = (rng.random((32, 3)) > 0.5).astype("float32")
+    history = distiller.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    again = Distiller.from_config(distiller.get_config())
+    assert again.train_frames == (1, 10) and again.train_sampler == "random" and again.sampler == "uniform"
+
+
+def test_config_train_sampler_elastic_and_seeds():
+    config = ZooConfig.from_dict(raw(train_sampler="random", elastic={"frames": [1, 10]},
+                                     training={"seed": 0, "seeds": [0, 1, 2], "seed_frames": [2]}))
+    assert (config.sampler, config.train_sampler, config.elastic) == ("uniform", "random", (1, 10))
+    assert config.seeds_for(2) == [0, 1, 2] and config.seeds_for(1) == [0]
+    assert config.names()[-1] == "netvlad_student_elastic"
+    elastic = config.model_config("student", elastic=True)
+    assert elastic["frames"] is None and elastic["name"] == "netvlad_student_elastic"
+    assert config.model_config("student", 4, elastic=True)["frames"] == 4
+    assert ZooConfig.from_dict(raw()).train_sampler == "uniform"
+    with pytest.raises(ValueError, match="train_sampler"):
+        ZooConfig.from_dict(raw(train_sampler="sometimes"))
+    with pytest.raises(ValueError, match="elastic"):
+        ZooConfig.from_dict(raw(elastic={"frames": [0, 11]}))
+
+
+def test_stage_names():
+    assert stage_name(True, "random") == "distilled"
+    assert stage_name(False, "uniform") == "no_teacher_uniform"
+    assert stage_name(False, "random", 2) == "no_teacher_random_seed2"
+
+
+def test_run_summaries_claim_a_gain_only_beyond_twice_the_spread():
+    config = ZooConfig.from_dict(raw(training={"seeds": [0, 1, 2], "seed_frames": [2]}))
+
+    def runs(values):
+        return [(None, {"best_val_gap": 0.3}, {"eval": {"map": v}}) for v in values]
+
+    summary = _run_summaries(config, {
+        "distilled": runs([0.220, 0.222, 0.224]),          # mean 0.222, std 0.002
+        "no_teacher_random": runs([0.219, 0.221, 0.223]),  # gain 0.001 < 2 * 0.002
+        "no_teacher_uniform": runs([0.200, 0.201, 0.202]),  # gain 0.021 > 0.004
+    }, 2)
+    assert summary["map_over_seeds"]["distilled"]["mean"] == pytest.approx(0.222)
+    assert summary["map_over_seeds"]["distilled"]["std"] == pytest.approx(0.002)
+    gains = summary["distillation_gain_map"]
+    assert gains["no_teacher_random"]["verdict"] == "within noise"
+    assert gains["no_teacher_uniform"]["verdict"] == "beats"
+    assert gains["no_teacher_uniform"]["gain"] == pytest.approx(0.021)
+    assert set(summary["baselines"]) == {"no_teacher_random", "no_teacher_uniform"}
+
+
+def test_registry_elastic_entry_takes_any_k_until_load_fixes_it(tmp_path):
+    import yaml
+
+    from kdzoo.models import input_spec
+    from kdzoo.zoo import Registry
+
+    (tmp_path / "netvlad.audioset.yaml").write_text(yaml.safe_dump(raw(elastic={"frames": [1, 10]})))
+    registry = Registry(tmp_path, tmp_path / "pretrained")
+    assert "netvlad_student_elastic.audioset" in registry.list_models()
+    with pytest.warns(UserWarning, match="untrained"):
+        assert input_spec(registry.load("netvlad_student_elastic", k=4))[0] == 4
+    assert input_spec(registry.load("netvlad_student_elastic", weights=None))[0] is None
+    with pytest.raises(ValueError, match="elastic students only"):
+        registry.load("netvlad_student_k2", weights=None, k=3)
