@@ -158,7 +158,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = ZooConfig.from_file(args.config)
     written = train_zoo_config(
         config, args.data_dir, out_dir=args.out, work_dir=args.work_dir, frames=args.frames,
-        baselines=not args.no_baselines, epochs=args.epochs, command=args.command_line,
+        baselines=not args.no_baselines, train_elastic=not args.no_elastic, epochs=args.epochs,
+        command=args.command_line,
         verbose=args.verbose,
     )
     for name, meta in written.items():
@@ -273,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--out", default="pretrained", help="where the zoo entries are written")
             p.add_argument("--frames", type=int, nargs="+", default=None, help="subset of the config's k")
             p.add_argument("--no-baselines", action="store_true", help="skip the no-teacher students")
+            p.add_argument("--no-elastic", action="store_true", help="skip the config's elastic student")
         else:
             p.add_argument("--frames", type=int, default=None, help="the student's k (default: the config's first)")
 
