@@ -14,27 +14,66 @@ import sys
 from kdzoo.zoo import get_registry
 
 
+def _mean_std(card, kind: str, fallback: float | None = None) -> str:
+    """``mean ± std (n seeds)`` of a run kind's eval mAP, or the single value."""
+    over = (card.get("map_over_seeds") or {}).get(kind)
+    if over and len(over["runs"]) > 1:
+        return f"{over['mean']:.4f} ± {over['std']:.4f} ({len(over['runs'])} seeds)"
+    if over:
+        return f"{over['mean']:.4f}"
+    return "–" if fallback is None else f"{fallback:.4f}"
+
+
+def _baselines(card) -> tuple[str, str, str]:
+    """(no teacher + random subsets, no teacher + fixed uniform frames, verdict) cells."""
+    if "baselines" in card:
+        base = card["baselines"]
+        random_ = _mean_std(card, "no_teacher_random") if "no_teacher_random" in base else "–"
+        uniform = _mean_std(card, "no_teacher_uniform") if "no_teacher_uniform" in base else "–"
+        gains = card.get("distillation_gain_map") or {}
+        verdict = "; ".join(
+            f"vs {kind.removeprefix('no_teacher_')}: {g['gain']:+.4f} ({g['verdict']})" for kind, g in gains.items()
+        )
+        return random_, uniform, verdict or "–"
+    if "no_teacher" in card:  # v1 cards: one no-teacher twin on the card's own sampler
+        return "–", f"{card['no_teacher']['metrics']['map']:.4f}", f"{card['distillation_gain_map']:+.4f} (single seed)"
+    return "–", "–", "–"
+
+
 def render(pattern: str = "*") -> str:
     registry = get_registry()
     names = registry.list_models(pattern, pretrained=True)
     lines = [
-        "| model | frames | eval mAP | eval GAP@20 | eval Hit@1 | same student, no teacher: mAP / GAP@20 "
-        "| params | FLOPs / video | FLOPs vs teacher |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | frames | eval mAP (distilled) | eval GAP@20 | eval Hit@1 | no teacher, random subsets: mAP "
+        "| no teacher, fixed uniform frames: mAP | distilled vs no teacher | params | FLOPs / video | FLOPs vs teacher |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         card = registry.model_card(name)
         ev = card["metrics"]["eval"]
+        frames = card["frames"]
         if card["role"] == "student":
-            nt = card["no_teacher"]["metrics"]
-            baseline = f"{nt['map']:.4f} / {nt['gap']:.4f}"
+            random_, uniform, verdict = _baselines(card)
             ratio = f"{card['teacher_ratio']['flops']:.3f}"
+            quality = _mean_std(card, "distilled", ev["map"])
+            if card.get("elastic_frames"):
+                low, high = card["elastic_frames"]
+                frames = f"any ({low}–{high}); shown: {high}"
+                quality = f"{ev['map']:.4f}"
         else:
-            baseline, ratio = "–", "1"
+            random_, uniform, verdict, ratio, quality = "–", "–", "–", "1", f"{ev['map']:.4f}"
         lines.append(
-            f"| `{name}` | {card['frames']} | {ev['map']:.4f} | {ev['gap']:.4f} | {ev['hit_at_one']:.4f} "
-            f"| {baseline} | {card['params']:,} | {card['flops']:,} | {ratio} |"
+            f"| `{name}` | {frames} | {quality} | {ev['gap']:.4f} | {ev['hit_at_one']:.4f} "
+            f"| {random_} | {uniform} | {verdict} | {card['params']:,} | {card['flops']:,} | {ratio} |"
         )
+    for name in names:
+        card = registry.model_card(name)
+        if card.get("curve"):
+            ks = sorted(card["curve"], key=int)
+            lines += ["", f"`{name}`, one set of weights evaluated at each k (uniform frames, eval split):", "",
+                      "| k | " + " | ".join(ks) + " |", "|---|" + "---|" * len(ks)]
+            for metric, label in (("map", "mAP"), ("gap", "GAP@20"), ("hit_at_one", "Hit@1")):
+                lines.append(f"| {label} | " + " | ".join(f"{card['curve'][k][metric]:.4f}" for k in ks) + " |")
     return "\n".join(lines)
 
 

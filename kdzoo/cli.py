@@ -204,11 +204,36 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     reg = registry.get_registry()
     entry = reg.resolve(args.name)
-    model = reg.load(entry.name, weights=args.weights)
+    if entry.elastic and args.k is None:
+        raise SystemExit(f"{entry.name} takes any number of frames: fix its budget with --k K for serving.")
+    model = reg.load(entry.name, weights=args.weights, k=args.k)
     sampler = args.sampler or entry.config.sampler
-    path = export_model(model, args.out, format=args.format, frames=entry.frames, sampler=sampler,
+    frames = args.k or entry.frames
+    path = export_model(model, args.out, format=args.format, frames=frames, sampler=sampler,
                         input_dtype=args.input_dtype, dequantize=entry.config.spec.dequantize)
-    print(f"{entry.name} ({entry.frames} frames, {sampler} sampler) exported as {args.format}: {path}")
+    print(f"{entry.name} ({frames} frames, {sampler} sampler) exported as {args.format}: {path}")
+    return 0
+
+
+def _tune_from_curve(config, settings, args: argparse.Namespace) -> int:
+    """k from the config's elastic student's measured curve (no training)."""
+    from kdzoo import profiling
+    from kdzoo.tuning import curve_trials, write_report
+    from kdzoo.zoo import registry
+
+    reg = registry.get_registry()
+    name = f"{config.elastic_name()}.{config.dataset}"
+    card = reg.model_card(name)
+    teacher = reg.load(f"{config.teacher_name()}.{config.dataset}", weights=None)
+    student = reg.load(name, weights=None)
+    rows = curve_trials(card, profiling.flops(teacher), lambda k: profiling.flops(student, frames=k), settings.lam)
+    doc = write_report(rows, args.work_dir, summary={"lambda": settings.lam, "source": name},
+                       title=f"{name}: measured curve")
+    for t in doc["trials"]:
+        mark = "*" if t["trial_id"] == doc["best"] else ("F" if t["on_front"] else " ")
+        print(f"{mark} k={t['frames']:<3} eval GAP {t['quality']:.4f}  mAP {t['map']:.4f}  "
+              f"FLOPs/teacher {t['flops_ratio']:.3f}  score {t['score']:.4f}")
+    print(f"score = eval GAP - {settings.lam} x FLOPs ratio, from the card of {name}; * = best trade-off")
     return 0
 
 
@@ -217,6 +242,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from kdzoo.tuning import load_tune_config, run_search
 
     config, settings = load_tune_config(args.config)
+    if args.from_curve:
+        return _tune_from_curve(config, settings, args)
     doc = run_search(config, settings, args.data_dir, args.work_dir, out_dir=args.out, max_trials=args.max_trials,
                      command=args.command_line, verbose=args.verbose)
     for t in doc["trials"]:
@@ -292,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="default", help="pretrained, default, or a .weights.h5/.keras path")
     p.add_argument("--sampler", default=None, help="frame sampler (default: the zoo config's)")
     p.add_argument("--input-dtype", default="float32", choices=("float32", "uint8"))
+    p.add_argument("--k", type=int, default=None, help="frame budget of an elastic student (*_student_elastic)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("tune", help="search the student's frame count k, sampler, loss weights, learning rate")
@@ -302,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-trials", type=int, default=None, help="override tune.max_trials")
     p.add_argument("--out", default=None, help="where the best student's entry goes (default: WORK_DIR/pretrained)")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    p.add_argument("--from-curve", action="store_true",
+                   help="no training: pick k from the config's elastic student's measured curve")
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("profile", help="teacher vs student cost table and profiler traces")

@@ -119,3 +119,28 @@ def test_registry_elastic_entry_takes_any_k_until_load_fixes_it(tmp_path):
     assert input_spec(registry.load("netvlad_student_elastic", weights=None))[0] is None
     with pytest.raises(ValueError, match="elastic students only"):
         registry.load("netvlad_student_k2", weights=None, k=3)
+
+
+def test_curve_trials_score_each_k_by_the_tune_objective():
+    from kdzoo.tuning import curve_trials, write_report
+
+    card = {"name": "x_student_elastic.audioset", "sampler": "uniform", "curve": {
+        "1": {"gap": 0.20, "map": 0.15, "hit_at_one": 0.4},
+        "2": {"gap": 0.30, "map": 0.20, "hit_at_one": 0.5},
+        "10": {"gap": 0.35, "map": 0.25, "hit_at_one": 0.6}}}
+    rows = curve_trials(card, teacher_flops=1000, flops_at=lambda k: 100 * k, lam=0.1)
+    assert [r["frames"] for r in rows] == [1, 2, 10]  # numeric order, not "1", "10", "2"
+    assert [r["score"] for r in rows] == pytest.approx([0.20 - 0.01, 0.30 - 0.02, 0.35 - 0.1])
+    assert rows[1]["flops_ratio"] == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="no quality curve"):
+        curve_trials({"name": "netvlad_teacher"}, 1000, lambda k: k, 0.1)
+
+
+def test_curve_report_picks_the_best_trade_off(tmp_path):
+    from kdzoo.tuning import curve_trials, write_report
+
+    card = {"curve": {"1": {"gap": 0.2, "map": 0.1, "hit_at_one": 0.3}, "2": {"gap": 0.3, "map": 0.2, "hit_at_one": 0.4},
+                      "3": {"gap": 0.31, "map": 0.2, "hit_at_one": 0.4}}}
+    doc = write_report(curve_trials(card, 300, lambda k: 100 * k, lam=0.1), tmp_path)
+    assert doc["best"] == "k2"  # 0.3 - 0.0667 beats 0.31 - 0.1 and 0.2 - 0.0333
+    assert (tmp_path / "pareto.csv").is_file()

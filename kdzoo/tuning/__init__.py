@@ -1,6 +1,7 @@
 """Frame-count search: keras-tuner over the student's k, sampler, loss weights and learning rate,
 with a quality-vs-FLOPs Pareto report and the best student saved as a zoo-style entry."""
 
+from kdzoo.tuning.curve import curve_trials
 from kdzoo.tuning.pareto import pareto_front, write_report
 from kdzoo.tuning.search import (
     OBJECTIVE,
@@ -17,6 +18,7 @@ from kdzoo.tuning.search import (
 )
 
 __all__ = [
+    "curve_trials",
     "OBJECTIVE",
     "QUALITY",
     "FrameSearchHyperModel",
