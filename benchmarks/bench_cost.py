@@ -61,7 +61,7 @@ FAMILIES = (*ZOO_FAMILIES, "pooling")
 ZOO_CONFIGS = REPO_ROOT / "zoo_configs"
 
 SETTINGS = {
-    # k: the student the paper reports for the setting; it must be one of the zoo config's frames.
+    # k: the student the paper reports for the setting; it must be one of the zoo config's k.
     "yt8m": {"student_frames": 10, "hrnn_block_sizes": (5, 10, 20, 30)},
     "audioset": {"student_frames": 2, "hrnn_block_sizes": (1, 2, 5, 10)},
 }
@@ -85,8 +85,8 @@ def zoo_config_path(setting: str, family: str) -> pathlib.Path:
 def zoo_config(setting: str, family: str) -> ZooConfig:
     config = ZooConfig.from_file(zoo_config_path(setting, family))
     k = SETTINGS[setting]["student_frames"]
-    if k not in config.frames:
-        raise ValueError(f"{config.path} has no k={k} student (frames: {list(config.frames)}).")
+    if k not in config.ks:
+        raise ValueError(f"{config.path} has no k={k} student (k: {list(config.ks)}).")
     return config
 
 
@@ -122,7 +122,7 @@ def model_config(setting: str, family: str, role: str, aggregator: dict | None =
     k = SETTINGS[setting]["student_frames"]
     if family == "pooling":
         config = _pooling_config(setting)
-        config["frames"] = teacher_frames(setting) if role == "teacher" else k
+        config["num_frames"] = teacher_frames(setting) if role == "teacher" else k
     else:
         config = zoo_config(setting, family).model_config(role, k if role == "student" else None)
     if aggregator:
@@ -203,7 +203,7 @@ def hrnn_student_block(setting: str, args) -> dict:
     block = min(int(teacher_config["aggregator"]["block_size"]), k)
     t = build_model(teacher_config)
     s = build_model(model_config(setting, "hrnn", "student", {"block_size": block}))
-    report = profiling.compare(t, s, student_frames=k, batches=(1,), warmup=args.warmup, repeats=args.repeats,
+    report = profiling.compare(t, s, k=k, batches=(1,), warmup=args.warmup, repeats=args.repeats,
                                seed=args.seed)
     return {
         "student_block_size": block,
@@ -242,7 +242,7 @@ def check_targets(setting: str, family: str, report: dict) -> dict:
         value = e2e["ratios"]["latency"][1]
         target = END_TO_END_LATENCY_TARGET_B1[setting]
         checks["end_to_end_latency_ratio_b1"] = {"value": value, "target": target, "met": value <= target}
-        value, frames = e2e["ratios"]["flops"], e2e["ratios"]["frames"]
+        value, frames = e2e["ratios"]["flops"], e2e["ratios"]["num_frames"]
         off = abs(value / frames - 1)
         checks["end_to_end_flops_ratio_vs_k_over_n"] = {
             "value": value, "k_over_n": frames, "relative_difference": off,
@@ -266,7 +266,7 @@ def bench_pair(setting: str, family: str, args, encoder: dict | None = None) -> 
     report = profiling.compare(
         teacher,
         student,
-        student_frames=k,
+        k=k,
         batches=tuple(args.batches),
         warmup=args.warmup,
         repeats=repeats,
@@ -362,7 +362,7 @@ def main(argv=None) -> int:
             if "end_to_end" in report:
                 e = report["end_to_end"]["ratios"]
                 lat = ", ".join(f"b{b}={v:.3f}" for b, v in e["latency"].items())
-                print(f"    end to end: flops ratio {e['flops']:.4f} (k/N {e['frames']:.4f})  latency ratio {lat}",
+                print(f"    end to end: flops ratio {e['flops']:.4f} (k/N {e['num_frames']:.4f})  latency ratio {lat}",
                       flush=True)
     result["total_seconds"] = time.perf_counter() - start
     result["load_average_at_end"] = list(os.getloadavg())

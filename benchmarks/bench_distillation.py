@@ -8,7 +8,7 @@ evaluates every model on the full eval split and writes
 ``benchmarks/results/<cpu|gpu>/distillation_<family>_k<k>.json``.
 
     python benchmarks/bench_distillation.py --config zoo_configs/netvlad.audioset.yaml \
-        --frames 2 --data-dir ../shared/data
+        --k 2 --data-dir ../shared/data
 
 Stages already trained in --work-dir (e.g. by ``kdzoo train`` with the same work dir) are
 reused, not retrained.
@@ -36,7 +36,7 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="zoo_configs/netvlad.audioset.yaml")
-    parser.add_argument("--frames", type=int, default=2)
+    parser.add_argument("--k", type=int, default=2, help="the student's frame count")
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--work-dir", default="runs")
     parser.add_argument("--epochs", type=int, default=None)
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     config = ZooConfig.from_file(args.config)
-    k = args.frames
+    k = args.k
     eval_files = resolve_data(config.data["eval"], args.data_dir, "eval")
     samplers = args.samplers or list(dict.fromkeys([config.sampler, "random"]))
 
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
         for label, t in (("distilled", teacher), ("no_teacher", None)):
             student, _ = train_student(cfg, k, t, args.data_dir, work, epochs=args.epochs, verbose=2)
             # Students are always tested on the deterministic uniform frames.
-            rows[f"{label}_{sampler}"] = evaluate_model(student, eval_files, config.spec, frames=k, sampler="uniform")
+            rows[f"{label}_{sampler}"] = evaluate_model(student, eval_files, config.spec, k=k, sampler="uniform")
 
     base = config.sampler
     claims = {

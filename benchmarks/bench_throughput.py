@@ -202,11 +202,11 @@ def training_benchmarks(k: int, sizes: dict, seed: int) -> dict:
     }
 
     def teacher_alone():
-        return Distiller(None, build_model(teacher_config), frames=None, metric_capacity=1024)
+        return Distiller(None, build_model(teacher_config), k=None, metric_capacity=1024)
 
     def distillation():
         return Distiller(
-            build_model(teacher_config), build_model(student_config), frames=k, sampler=config.sampler,
+            build_model(teacher_config), build_model(student_config), k=k, sampler=config.sampler,
             seed=int(config.training["seed"]), metric_capacity=1024, **config.distillation,
         )
 
@@ -228,7 +228,7 @@ def main(argv=None) -> int:
     parser.add_argument("--train-batch", type=int, default=None, help="training batch size (default 256)")
     parser.add_argument("--train-steps", type=int, default=None, help="timed steps per fit (default 50)")
     parser.add_argument("--train-repeats", type=int, default=None, help="timed fits (default 3)")
-    parser.add_argument("--student-frames", type=int, default=2)
+    parser.add_argument("--k", type=int, default=2, help="the student's frame count")
     parser.add_argument("--matmul-size", type=int, default=None, help="default 2048")
     parser.add_argument("--matmul-repeats", type=int, default=None, help="default 10")
     parser.add_argument("--seed", type=int, default=0)
@@ -262,7 +262,7 @@ def main(argv=None) -> int:
         matmul = bench_matmul(sizes["matmul_size"], sizes["matmul_repeats"], args.seed)
         result["matmul"] = matmul
         print(f"matmul {matmul['size']}x{matmul['size']} float32: {matmul['flop_per_s'] / 1e9:.1f} GFLOP/s", flush=True)
-        training = training_benchmarks(args.student_frames, sizes, args.seed)
+        training = training_benchmarks(args.k, sizes, args.seed)
         for role in ("teacher", "distillation"):
             row = training[role]
             row["fraction_of_matmul_flop_per_s"] = row["achieved_flop_per_s"] / matmul["flop_per_s"]

@@ -45,7 +45,7 @@ def render(data: dict) -> str:
             tl, sl = t["latency"], s["latency"]
             source = r.get("config", {}).get("source")
             if source:
-                sources.append(f"- {setting} {family}: N={t['frames']}, k={s['frames']}, {source}")
+                sources.append(f"- {setting} {family}: N={t['num_frames']}, k={s['num_frames']}, {source}")
             lines.append(
                 f"| {setting} | {family} "
                 f"| {_g(t['flops'])} ({_g(t['flops_split']['frame_dependent'])} / {_g(t['flops_split']['head'])}) "
@@ -153,7 +153,7 @@ def _render_end_to_end(data: dict, batches: list[str]) -> list[str]:
             t, s, ratios = e["teacher"], e["student"], e["ratios"]
             lines.append(
                 f"| {setting} | {family} | {_g(t['flops'])} | {_g(s['flops'])} | {ratios['flops']:.4f} "
-                f"| {ratios['frames']:.4f} | "
+                f"| {ratios['num_frames']:.4f} | "
                 + " | ".join(f"{ratios['latency'][b]:.3f}" for b in batches)
                 + " | " + " / ".join(f"{t['latency'][b]:,.1f}" for b in batches)
                 + " | " + " / ".join(f"{s['latency'][b]:,.1f}" for b in batches)

@@ -51,13 +51,13 @@ def render(pattern: str = "*") -> str:
     for name in names:
         card = registry.model_card(name)
         ev = card["metrics"]["eval"]
-        frames = card["frames"]
+        frames = card["num_frames"]
         if card["role"] == "student":
             random_, uniform, verdict = _baselines(card)
             ratio = f"{card['teacher_ratio']['flops']:.3f}"
             quality = _mean_std(card, "distilled", ev["map"])
-            if card.get("elastic_frames"):
-                low, high = card["elastic_frames"]
+            if card.get("elastic_k"):
+                low, high = card["elastic_k"]
                 frames = f"any ({low}–{high}); shown: {high}"
                 quality = f"{ev['map']:.4f}"
         else:

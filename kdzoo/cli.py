@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 DEMO_FAMILY = "netvlad"
-DEMO_FRAMES = 2
+DEMO_K = 2
 DEMO_DATASET = "audioset"
 
 
@@ -35,7 +35,7 @@ def _pair_entries(reg, name: str):
     teacher = reg.resolve(f"{entry.config.family}_teacher.{entry.tag}")
     if entry.role == "student":
         return teacher, entry
-    return teacher, reg.resolve(f"{entry.config.family}_student_k{entry.config.frames[0]}.{entry.tag}")
+    return teacher, reg.resolve(f"{entry.config.family}_student_k{entry.config.ks[0]}.{entry.tag}")
 
 
 def _cost_table(title: str, cost: dict) -> Table:
@@ -46,7 +46,8 @@ def _cost_table(title: str, cost: dict) -> Table:
     table.add_column("student", justify="right")
     table.add_column("student / teacher", justify="right")
     t, s, r = cost["teacher"], cost["student"], cost["ratios"]
-    table.add_row("frames seen", str(t["frames"]), str(s["frames"]), f"{s['frames'] / t['frames']:.2f}")
+    table.add_row("frames seen", str(t["num_frames"]), str(s["num_frames"]),
+                  f"{s['num_frames'] / t['num_frames']:.2f}")
     table.add_row("parameters", f"{t['params']:,}", f"{s['params']:,}", f"{r['params']:.3f}")
     table.add_row("FLOPs / video", f"{t['flops']:,}", f"{s['flops']:,}", f"{r['flops']:.3f}")
     for batch, ratio in r["latency"].items():
@@ -62,10 +63,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from kdzoo.zoo import registry
 
     reg = registry.get_registry()
-    teacher_entry, student_entry = _pair_entries(reg, f"{args.family}_student_k{args.frames}.{args.dataset}")
+    teacher_entry, student_entry = _pair_entries(reg, f"{args.family}_student_k{args.k}.{args.dataset}")
     teacher = reg.load(teacher_entry.name, weights="pretrained")
     student = reg.load(student_entry.name, weights="pretrained")
-    cost = profiling.compare(teacher, student, student_frames=student_entry.frames, batches=(1, 64))
+    cost = profiling.compare(teacher, student, k=student_entry.num_frames, batches=(1, 64))
     cards = {"teacher": reg.model_card(teacher_entry.name), "student": reg.model_card(student_entry.name)}
 
     measured = {}
@@ -73,7 +74,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         spec = teacher_entry.config.spec
         measured["teacher"] = evaluate_model(teacher, args.data, spec, take=args.take, progress=True)
         measured["student"] = evaluate_model(
-            student, args.data, spec, frames=student_entry.frames, sampler=student_entry.config.sampler,
+            student, args.data, spec, k=student_entry.num_frames, sampler=student_entry.config.sampler,
             take=args.take, progress=True,
         )
 
@@ -110,13 +111,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
     weights = None if args.weights == "none" else args.weights
     teacher = reg.load(teacher_entry.name, weights=weights)
     student = reg.load(student_entry.name, weights=weights)
-    cost = profiling.compare(teacher, student, student_frames=student_entry.frames, batches=tuple(args.batches),
+    cost = profiling.compare(teacher, student, k=student_entry.num_frames, batches=tuple(args.batches),
                              repeats=args.repeats)
     _console().print(_cost_table(f"{teacher_entry.name}  vs  {student_entry.name}", cost))
     logdir = pathlib.Path(args.logdir or os.path.join("runs", "profile", student_entry.name))
     if not args.no_trace:
         profiling.write_trace(teacher, logdir, run="teacher")
-        profiling.write_trace(student, logdir, frames=student_entry.frames, run="student")
+        profiling.write_trace(student, logdir, num_frames=student_entry.num_frames, run="student")
         print(f"Profiler traces written. View them with: tensorboard --logdir {logdir}  (Profile tab; "
               "needs the profile extra: pip install -e '.[profile]')")
     if args.json:
@@ -137,7 +138,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in reg.list_models(args.pattern, pretrained):
         card = reg.model_card(name)
         ev = card.get("metrics", {}).get("eval", {})
-        table.add_row(name, card["role"], str(card["frames"]), "yes" if card["pretrained"] else "no",
+        table.add_row(name, card["role"], str(card["num_frames"]), "yes" if card["pretrained"] else "no",
                       f"{ev['map']:.4f}" if ev else "", f"{ev['gap']:.4f}" if ev else "")
     _console().print(table)
     return 0
@@ -157,7 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = ZooConfig.from_file(args.config)
     written = train_zoo_config(
-        config, args.data_dir, out_dir=args.out, work_dir=args.work_dir, frames=args.frames,
+        config, args.data_dir, out_dir=args.out, work_dir=args.work_dir, ks=args.k,
         baselines=not args.no_baselines, train_elastic=not args.no_elastic, epochs=args.epochs,
         command=args.command_line,
         verbose=args.verbose,
@@ -173,13 +174,13 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from kdzoo.zoo.config import ZooConfig
 
     config = ZooConfig.from_file(args.config)
-    frames = args.frames or config.frames[0]
+    k = args.k or config.ks[0]
     teacher, t_record = train_teacher(config, args.data_dir, args.work_dir, epochs=args.epochs, verbose=args.verbose)
     print(f"teacher: best validation GAP@20 {t_record['best_val_gap']}")
     student, s_record = train_student(
-        config, frames, teacher, args.data_dir, args.work_dir, epochs=args.epochs, verbose=args.verbose
+        config, k, teacher, args.data_dir, args.work_dir, epochs=args.epochs, verbose=args.verbose
     )
-    print(f"student (k={frames}): best validation GAP@20 {s_record['best_val_gap']}")
+    print(f"student (k={k}): best validation GAP@20 {s_record['best_val_gap']}")
     print(f"runs, TensorBoard logs and checkpoints: {args.work_dir}")
     return 0
 
@@ -191,8 +192,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     reg = registry.get_registry()
     entry = reg.resolve(args.name)
     model = reg.load(entry.name, weights=args.weights)
-    frames = entry.frames if entry.role == "student" else None
-    result = evaluate_model(model, args.data, entry.config.spec, frames=frames, sampler=entry.config.sampler,
+    k = entry.num_frames if entry.role == "student" else None
+    result = evaluate_model(model, args.data, entry.config.spec, k=k, sampler=entry.config.sampler,
                             take=args.take, progress=True)
     print(json.dumps({"name": entry.name, **result}, indent=2))
     return 0
@@ -208,10 +209,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise SystemExit(f"{entry.name} takes any number of frames: fix its budget with --k K for serving.")
     model = reg.load(entry.name, weights=args.weights, k=args.k)
     sampler = args.sampler or entry.config.sampler
-    frames = args.k or entry.frames
-    path = export_model(model, args.out, format=args.format, frames=frames, sampler=sampler,
+    k = args.k or entry.num_frames
+    path = export_model(model, args.out, format=args.format, k=k, sampler=sampler,
                         input_dtype=args.input_dtype, dequantize=entry.config.spec.dequantize)
-    print(f"{entry.name} ({frames} frames, {sampler} sampler) exported as {args.format}: {path}")
+    print(f"{entry.name} ({k} frames, {sampler} sampler) exported as {args.format}: {path}")
     return 0
 
 
@@ -226,12 +227,12 @@ def _tune_from_curve(config, settings, args: argparse.Namespace) -> int:
     card = reg.model_card(name)
     teacher = reg.load(f"{config.teacher_name()}.{config.dataset}", weights=None)
     student = reg.load(name, weights=None)
-    rows = curve_trials(card, profiling.flops(teacher), lambda k: profiling.flops(student, frames=k), settings.lam)
+    rows = curve_trials(card, profiling.flops(teacher), lambda k: profiling.flops(student, num_frames=k), settings.lam)
     doc = write_report(rows, args.work_dir, summary={"lambda": settings.lam, "source": name},
                        title=f"{name}: measured curve")
     for t in doc["trials"]:
         mark = "*" if t["trial_id"] == doc["best"] else ("F" if t["on_front"] else " ")
-        print(f"{mark} k={t['frames']:<3} eval GAP {t['quality']:.4f}  mAP {t['map']:.4f}  "
+        print(f"{mark} k={t['k']:<3} eval GAP {t['quality']:.4f}  mAP {t['map']:.4f}  "
               f"FLOPs/teacher {t['flops_ratio']:.3f}  score {t['score']:.4f}")
     print(f"score = eval GAP - {settings.lam} x FLOPs ratio, from the card of {name}; * = best trade-off")
     return 0
@@ -251,7 +252,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         quality = "-" if t["quality"] is None else f"{t['quality']:.4f}"
         score = "-" if t["score"] is None else f"{t['score']:.4f}"
         ratio = "-" if t["flops_ratio"] is None else f"{t['flops_ratio']:.3f}"
-        print(f"{mark} trial {t['trial_id']:>3} {t['status']:<9} k={t['frames']} {t['sampler']:<8} "
+        print(f"{mark} trial {t['trial_id']:>3} {t['status']:<9} k={t['k']} {t['sampler']:<8} "
               f"val GAP {quality}  FLOPs/teacher {ratio}  score {score}")
     print(f"score = val GAP - {settings.lam} x FLOPs ratio; F = Pareto front, * = best trade-off")
     print(f"report: {os.path.join(str(args.work_dir), 'pareto.json')} (.csv, .png)")
@@ -269,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="compare a pretrained teacher and its k-frame student")
     p.add_argument("--family", default=DEMO_FAMILY, choices=("netvlad", "nextvlad", "hrnn"))
-    p.add_argument("--frames", type=int, default=DEMO_FRAMES, help="the student's k")
+    p.add_argument("--k", type=int, default=DEMO_K, help="the student's frame count k")
     p.add_argument("--dataset", default=DEMO_DATASET)
     p.add_argument("--data", help="TFRecords (glob, path or gs:// URL) to evaluate both models on")
     p.add_argument("--take", type=int, default=None, help="evaluate on the first N videos only")
@@ -299,11 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         if name == "train":
             p.add_argument("--out", default="pretrained", help="where the zoo entries are written")
-            p.add_argument("--frames", type=int, nargs="+", default=None, help="subset of the config's k")
+            p.add_argument("--k", type=int, nargs="+", default=None, help="a subset of the config's students' k")
             p.add_argument("--no-baselines", action="store_true", help="skip the no-teacher students")
             p.add_argument("--no-elastic", action="store_true", help="skip the config's elastic student")
         else:
-            p.add_argument("--frames", type=int, default=None, help="the student's k (default: the config's first)")
+            p.add_argument("--k", type=int, default=None, help="the student's k (default: the config's first)")
 
     p = sub.add_parser("eval", help="evaluate a zoo model on TFRecords")
     p.add_argument("name")

@@ -27,7 +27,7 @@ import keras
 import tensorflow as tf
 
 from kdzoo import sampling
-from kdzoo.models import input_spec
+from kdzoo.models import frame_shape
 
 __all__ = ["ClipServing", "clip_serving_model", "serve_clip"]
 
@@ -56,7 +56,7 @@ def check_encoder(model: keras.Model, encoder: keras.Model) -> int:
     if not isinstance(encoder, keras.Model):
         raise TypeError(f"Expected a keras.Model encoder. Received: {type(encoder).__name__}")
     _flat_specs(encoder)
-    _, feature_size = input_spec(model)
+    _, feature_size = frame_shape(model)
     out = tuple(encoder.output.shape) if not isinstance(encoder.output, (list, dict)) else None
     if out is None or len(out) != 2 or out[-1] != feature_size:
         raise ValueError(
@@ -85,7 +85,7 @@ def serve_clip(model: keras.Model, encoder: keras.Model, clip, k: int | None, sa
     """
     flat = [tf.cast(tf.convert_to_tensor(x), tf.float32) for x in keras.tree.flatten(clip)]
     length = tf.shape(flat[0])[0]
-    model_frames, feature_size = input_spec(model)
+    model_frames, feature_size = frame_shape(model)
     if k is not None:
         # One zero frame of padding keeps the gather in range for an empty clip (its mask is 0).
         mask = tf.cast(tf.range(length + 1) < length, tf.float32)[None]
@@ -130,7 +130,7 @@ class ClipServing(keras.layers.Layer):
             raise ValueError(f"Unknown role {role!r}. Expected 'student' or 'teacher'.")
         self.feature_size = check_encoder(model, encoder)
         if role == "student":
-            model_frames, _ = input_spec(model)
+            model_frames, _ = frame_shape(model)
             k = model_frames if k is None else k
             if k is None:
                 raise ValueError("The model accepts any frame count: pass k, the number of frames to sample.")

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from kdzoo import metrics
 from kdzoo.data import get_spec, make_dataset
 from kdzoo.data.errors import data_errors
-from kdzoo.models import input_spec
+from kdzoo.models import frame_shape
 
 
 def predict_dataset(
@@ -28,7 +28,7 @@ def predict_dataset(
     Args:
         model: a kdzoo model.
         dataset: batches ``(inputs, labels)``; a student's batches must hold
-            ``"student_frames"``/``"student_mask"`` (``make_dataset(student_frames=k)``).
+            ``"student_frames"``/``"student_mask"`` (``make_dataset(k=k)``).
         student: feed the student view (default: when the batches have one).
     """
     forward = tf.function(lambda x: model(x, training=False)["predictions"], reduce_retracing=True)
@@ -51,7 +51,7 @@ def evaluate_model(
     files: str | Sequence[str],
     spec: Any,
     *,
-    frames: int | None = None,
+    k: int | None = None,
     sampler: str = "uniform",
     batch_size: int = 512,
     take: int | None = None,
@@ -63,9 +63,9 @@ def evaluate_model(
         model: a kdzoo model.
         files: a glob, list or comma-separated string of TFRecord files (local or gs://).
         spec: a `kdzoo.data.DatasetSpec` or preset name ("audioset", "yt8m").
-        frames: k for a student (sampled deterministically with `sampler`); None feeds
-            every frame (teachers). Defaults to the model's own frame count when it is
-            smaller than the dataset's.
+        k: a student's frame count (sampled deterministically with `sampler`); None
+            feeds every frame (teachers). Defaults to the model's own frame count when it
+            is smaller than the dataset's.
         take: evaluate on the first `take` videos only.
 
     Returns:
@@ -73,7 +73,7 @@ def evaluate_model(
     """
     spec = get_spec(spec)
     predictions, labels = predict_files(
-        model, files, spec, frames=frames, sampler=sampler, batch_size=batch_size, take=take, progress=progress
+        model, files, spec, k=k, sampler=sampler, batch_size=batch_size, take=take, progress=progress
     )
     return score(predictions, labels, spec.num_classes)
 
@@ -83,7 +83,7 @@ def predict_files(
     files: str | Sequence[str],
     spec: Any,
     *,
-    frames: int | None = None,
+    k: int | None = None,
     sampler: str = "uniform",
     batch_size: int = 512,
     take: int | None = None,
@@ -91,12 +91,12 @@ def predict_files(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(predictions, labels)`` of `model` on TFRecords, in file order (see `evaluate_model`)."""
     spec = get_spec(spec)
-    model_frames, _ = input_spec(model)
-    if frames is None and model_frames is not None and model_frames < spec.max_frames:
-        frames = model_frames
-    dataset = make_dataset(files, spec, batch_size, student_frames=frames, sampler=sampler, take=take)
+    num_frames, _ = frame_shape(model)
+    if k is None and num_frames is not None and num_frames < spec.max_frames:
+        k = num_frames
+    dataset = make_dataset(files, spec, batch_size, k=k, sampler=sampler, take=take)
     with data_errors():
-        return predict_dataset(model, dataset, student=frames is not None, progress=progress)
+        return predict_dataset(model, dataset, student=k is not None, progress=progress)
 
 
 def score(predictions: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, float]:

@@ -60,7 +60,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 from kdzoo import sampling
 from kdzoo.data.quantization import VARIANTS, dequantize as _dequantize
-from kdzoo.models import input_spec
+from kdzoo.models import frame_shape
 
 FORMATS = ("keras", "savedmodel", "tflite")
 INPUT_DTYPES = ("float32", "uint8")
@@ -68,25 +68,24 @@ INPUT_DTYPES = ("float32", "uint8")
 __all__ = ["FORMATS", "INPUT_DTYPES", "VideoServing", "export", "export_model", "serve_video", "run_tflite", "write_tflite"]
 
 
-def _check_options(model, frames, sampler, input_dtype, dequantize):
+def _check_options(model, k, sampler, input_dtype, dequantize):
     if not isinstance(model, keras.Model):
         raise TypeError(f"Expected a kdzoo keras.Model to export. Received: {type(model).__name__}")
-    model_frames, feature_size = input_spec(model)
-    if frames is None:
-        frames = model_frames
-    if frames is None:
-        raise ValueError("The model accepts any frame count: pass frames=k, the number of frames to sample.")
-    frames = sampling.check_k(frames, sampler)
-    if model_frames is not None and model_frames != frames:
+    num_frames, feature_size = frame_shape(model)
+    if k is None:
+        k = num_frames
+    if k is None:
+        raise ValueError("The model accepts any frame count: pass k, the number of frames to sample.")
+    k = sampling.check_k(k, sampler)
+    if num_frames is not None and num_frames != k:
         raise ValueError(
-            f"The model was built for {model_frames} frames but frames={frames} was asked for; "
-            f"export it with frames={model_frames}."
+            f"The model was built for {num_frames} frames but k={k} was asked for; export it with k={num_frames}."
         )
     if input_dtype not in INPUT_DTYPES:
         raise ValueError(f"Unknown input_dtype {input_dtype!r}. Expected one of {INPUT_DTYPES}.")
     if input_dtype == "uint8" and dequantize is not None and dequantize not in VARIANTS:
         raise ValueError(f"Unknown dequantize variant {dequantize!r}. Expected one of {VARIANTS} or None.")
-    return frames, feature_size
+    return k, feature_size
 
 
 def _refuse_random_tflite(sampler: str) -> None:
@@ -130,16 +129,16 @@ class VideoServing(keras.layers.Layer):
 
     Args:
         model: the kdzoo student (see `kdzoo.models.build_model`).
-        frames: k, the frames the student sees.
+        k: the number of frames the student sees.
         sampler: a `kdzoo.sampling.SAMPLERS` name (applied with ``training=False``).
         input_dtype: ``"float32"`` features or ``"uint8"`` quantised codes.
         dequantize: the `kdzoo.data.dequantize` variant for uint8 input.
     """
 
-    def __init__(self, model, frames: int, sampler: str = "uniform", input_dtype: str = "float32",
+    def __init__(self, model, k: int, sampler: str = "uniform", input_dtype: str = "float32",
                  dequantize: str | None = "yt8m", **kwargs):
         super().__init__(**kwargs)
-        self.frames, self.feature_size = _check_options(model, frames, sampler, input_dtype, dequantize)
+        self.k, self.feature_size = _check_options(model, k, sampler, input_dtype, dequantize)
         self.model = model
         self.sampler = sampler
         self.video_dtype = input_dtype
@@ -149,7 +148,7 @@ class VideoServing(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        return serve_video(self.model, inputs, self.frames, self.sampler, self.video_dtype, self.dequantize)
+        return serve_video(self.model, inputs, self.k, self.sampler, self.video_dtype, self.dequantize)
 
     def compute_output_spec(self, inputs):
         return serving_output_spec(self.model)
@@ -159,7 +158,7 @@ class VideoServing(keras.layers.Layer):
         config.update(
             {
                 "model": keras.saving.serialize_keras_object(self.model),
-                "frames": self.frames,
+                "k": self.k,
                 "sampler": self.sampler,
                 "input_dtype": self.video_dtype,
                 "dequantize": self.dequantize,
@@ -174,19 +173,19 @@ class VideoServing(keras.layers.Layer):
         return cls(**config)
 
 
-def serving_model(model, frames: int | None = None, sampler: str = "uniform", input_dtype: str = "float32",
+def serving_model(model, k: int | None = None, sampler: str = "uniform", input_dtype: str = "float32",
                   dequantize: str | None = "yt8m") -> keras.Model:
     """A keras.Model: one video ``(T, D)`` -> ``{"predictions", "embedding"}`` (no batch axis)."""
-    layer = VideoServing(model, frames, sampler, input_dtype, dequantize, name="video_serving")
+    layer = VideoServing(model, k, sampler, input_dtype, dequantize, name="video_serving")
     video = keras.Input(batch_shape=(None, layer.feature_size), dtype=input_dtype, name="video")
     return keras.Model(video, layer(video), name=f"{model.name}_serving")
 
 
 class _ServingModule(tf.Module):
-    def __init__(self, model, frames, sampler, input_dtype, dequantize, feature_size):
+    def __init__(self, model, k, sampler, input_dtype, dequantize, feature_size):
         super().__init__(name="kdzoo_serving")
         self.model = model
-        self._options = (frames, sampler, input_dtype, dequantize)
+        self._options = (k, sampler, input_dtype, dequantize)
 
         @tf.function(input_signature=[tf.TensorSpec([None, feature_size], tf.as_dtype(input_dtype), name="video")])
         def serve(video):
@@ -195,16 +194,16 @@ class _ServingModule(tf.Module):
         self.serve = serve
 
 
-def _module(model, frames, sampler, input_dtype, dequantize) -> _ServingModule:
-    frames, feature_size = _check_options(model, frames, sampler, input_dtype, dequantize)
-    return _ServingModule(model, frames, sampler, input_dtype, dequantize, feature_size)
+def _module(model, k, sampler, input_dtype, dequantize) -> _ServingModule:
+    k, feature_size = _check_options(model, k, sampler, input_dtype, dequantize)
+    return _ServingModule(model, k, sampler, input_dtype, dequantize, feature_size)
 
 
 def export_model(
     model: keras.Model,
     path: str | os.PathLike,
     format: str = "keras",
-    frames: int | None = None,
+    k: int | None = None,
     sampler: str = "uniform",
     input_dtype: str = "float32",
     dequantize: str | None = "yt8m",
@@ -215,7 +214,7 @@ def export_model(
         model: a kdzoo model (`build_model` / `kdzoo.load`).
         path: the ``.keras`` file, SavedModel folder or ``.tflite`` file to write.
         format: ``"keras"``, ``"savedmodel"`` or ``"tflite"``.
-        frames: k; defaults to the frame count the model was built for.
+        k: the frames to sample; defaults to the frame count the model was built for.
         sampler: how the k frames are chosen (`kdzoo.sampling.SAMPLERS`).
         input_dtype: ``"float32"`` features or ``"uint8"`` quantised codes.
         dequantize: `kdzoo.data.dequantize` variant applied to uint8 input.
@@ -230,14 +229,14 @@ def export_model(
     if format == "keras":
         if path.suffix != ".keras":
             raise ValueError(f"A keras export needs a path ending in '.keras'. Received: {path}")
-        serving_model(model, frames, sampler, input_dtype, dequantize).save(path)
+        serving_model(model, k, sampler, input_dtype, dequantize).save(path)
         return str(path)
     if format == "savedmodel":
-        module = _module(model, frames, sampler, input_dtype, dequantize)
+        module = _module(model, k, sampler, input_dtype, dequantize)
         tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
         return str(path)
     _refuse_random_tflite(sampler)
-    module = _module(model, frames, sampler, input_dtype, dequantize)
+    module = _module(model, k, sampler, input_dtype, dequantize)
     return write_tflite(module, path)
 
 
@@ -334,13 +333,13 @@ def export(
         dataset, dequantize = entry.tag, entry.config.spec.dequantize
         role = role or entry.role
         sampler = sampler or entry.config.sampler
-        k = k or entry.frames
+        k = k or entry.num_frames
     elif not isinstance(model, keras.Model):
         raise TypeError(f"Expected a zoo name or a keras.Model to export. Received: {type(model).__name__}")
     role, sampler = role or "student", sampler or "uniform"
     encoder = encoders.get_encoder(encoder, dataset=dataset)
     if encoder is None:
-        return export_model(model, path, format=format, frames=k, sampler=sampler, input_dtype=input_dtype,
+        return export_model(model, path, format=format, k=k, sampler=sampler, input_dtype=input_dtype,
                             dequantize=dequantize)
     if input_dtype != "float32":
         raise ValueError(f"An end-to-end export takes raw float32 frames; input_dtype={input_dtype!r} is for features.")

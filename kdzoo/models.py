@@ -15,7 +15,8 @@ A config is a plain dict (it comes from YAML in ``zoo_configs/``)::
         "family": "netvlad",          # netvlad | nextvlad | hrnn | lstm | gru | pooling
         "feature_size": 128,          # width of one frame
         "num_classes": 527,
-        "frames": 10,                 # frames the model sees; None = any number
+        "num_frames": 10,             # length of the frame axis: N for a teacher, k for a
+                                      # student; None = any number (then mask it)
         "frame_mlp": [512, 512],      # optional Dense+ReLU layers applied to every frame
         "aggregator": {"num_clusters": 32, "output_size": 256},
         "hidden_size": None,          # optional Dense+ReLU after the aggregator
@@ -51,7 +52,7 @@ _KNOWN_KEYS = {
     "family",
     "feature_size",
     "num_classes",
-    "frames",
+    "num_frames",
     "frame_mlp",
     "aggregator",
     "hidden_size",
@@ -67,6 +68,8 @@ def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(config, Mapping):
         raise TypeError(f"Expected a mapping as model config. Received: {type(config).__name__}")
     unknown = set(config) - _KNOWN_KEYS
+    if "frames" in unknown:
+        raise ValueError("The model config key 'frames' is now 'num_frames' (the length of the frame axis).")
     if unknown:
         raise ValueError(
             f"Unknown model config keys {sorted(unknown)}. Expected a subset of {sorted(_KNOWN_KEYS)}."
@@ -79,9 +82,9 @@ def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
         value = out.get(key)
         if not isinstance(value, int) or value <= 0:
             raise ValueError(f"Expected a positive integer for {key!r}. Received: {key}={value!r}")
-    frames = out.setdefault("frames", None)
-    if frames is not None and (not isinstance(frames, int) or frames <= 0):
-        raise ValueError(f"Expected a positive integer or None for 'frames'. Received: frames={frames!r}")
+    num_frames = out.setdefault("num_frames", None)
+    if num_frames is not None and (not isinstance(num_frames, int) or isinstance(num_frames, bool) or num_frames <= 0):
+        raise ValueError(f"Expected a positive integer or None for 'num_frames'. Received: num_frames={num_frames!r}")
     frame_mlp = out.get("frame_mlp") or []
     if isinstance(frame_mlp, int) or any(not isinstance(u, int) or isinstance(u, bool) or u <= 0 for u in frame_mlp):
         raise ValueError(f"Expected a list of positive layer widths for 'frame_mlp'. Received: frame_mlp={frame_mlp!r}")
@@ -129,8 +132,8 @@ def build_model(config: Mapping[str, Any]) -> keras.Model:
         ``{"embedding", "predictions"}``.
     """
     cfg = normalize_config(config)
-    frames = keras.Input(shape=(cfg["frames"], cfg["feature_size"]), name="frames")
-    mask = keras.Input(shape=(cfg["frames"],), name="mask")
+    frames = keras.Input(shape=(cfg["num_frames"], cfg["feature_size"]), name="frames")
+    mask = keras.Input(shape=(cfg["num_frames"],), name="mask")
     x = frames
     for i, units in enumerate(cfg["frame_mlp"]):
         x = keras.layers.Dense(units, activation="relu", name=f"frame_mlp_{i}")(x)
@@ -160,7 +163,8 @@ def embedding_size(model: keras.Model) -> int:
     return int(model.get_layer("embedding").output.shape[-1])
 
 
-def input_spec(model: keras.Model) -> tuple[int | None, int]:
-    """(frames, feature_size) a kdzoo model expects; frames is None when any count works."""
+def frame_shape(model: keras.Model) -> tuple[int | None, int]:
+    """``(num_frames, feature_size)`` of a kdzoo model's frames input; num_frames is None
+    when any count works."""
     shape = model.get_layer("frames").output.shape
     return shape[1], int(shape[2])

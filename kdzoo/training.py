@@ -163,7 +163,7 @@ def train_teacher(config: ZooConfig, data_dir, work_dir, *, epochs=None, verbose
     keras.utils.set_random_seed(int(t["seed"]))
     train_ds, val_ds, _ = _datasets(config, data_dir, int(t["batch_size"]))
     teacher = build_model(config.model_config("teacher"))
-    distiller = Distiller(None, teacher, frames=None, metric_capacity=_capacity(config, data_dir))
+    distiller = Distiller(None, teacher, k=None, metric_capacity=_capacity(config, data_dir))
     record = fit_stage(
         distiller, train_ds, val_ds, pathlib.Path(work_dir) / f"{config.teacher_name()}.{config.dataset}" / "teacher",
         epochs=epochs or int(t["epochs"]), learning_rate=float(t["learning_rate"]),
@@ -174,7 +174,7 @@ def train_teacher(config: ZooConfig, data_dir, work_dir, *, epochs=None, verbose
 
 
 def train_student(
-    config: ZooConfig, frames: int | None, teacher: keras.Model | None, data_dir, work_dir, *,
+    config: ZooConfig, k: int | None, teacher: keras.Model | None, data_dir, work_dir, *,
     train_sampler: str | None = None, seed: int | None = None, elastic: bool = False, epochs=None, verbose=1,
 ) -> tuple[keras.Model, dict]:
     """Trains the k-frame student, distilled from `teacher` or (teacher=None) on labels alone.
@@ -184,8 +184,8 @@ def train_student(
             ``train_sampler``); evaluation always uses the config's ``sampler``.
         seed: the run's seed (default: ``training.seed``); a seed other than the
             default gets its own run folder.
-        elastic: train the config's elastic student (``frames`` is ignored: each step
-            draws k from ``elastic.frames``; validation uses the middle of that span).
+        elastic: train the config's elastic student (`k` is ignored: each step draws k
+            from ``elastic.k``; validation uses the middle of that span).
 
     Returns ``(student, done record)``.
     """
@@ -195,20 +195,20 @@ def train_student(
     train_sampler = train_sampler or config.train_sampler
     if elastic:
         low, high = config.elastic
-        frames = (low + high) // 2
+        k = (low + high) // 2
         student = build_model(config.model_config("student", elastic=True))
         name = config.elastic_name()
     else:
         student = None
-        name = config.student_name(frames)
-    keras.utils.set_random_seed(seed + frames)
+        name = config.student_name(k)
+    keras.utils.set_random_seed(seed + k)
     train_ds, val_ds, _ = _datasets(config, data_dir, int(t["batch_size"]), seed=seed)
     if student is None:
-        student = build_model(config.model_config("student", frames))
+        student = build_model(config.model_config("student", k))
     kwargs = _distill_kwargs(config) if teacher is not None else {}
     distiller = Distiller(
-        teacher, student, frames=frames, sampler=config.sampler, train_sampler=train_sampler,
-        train_frames=config.elastic if elastic else None, seed=seed,
+        teacher, student, k=k, sampler=config.sampler, train_sampler=train_sampler,
+        train_k=config.elastic if elastic else None, seed=seed,
         metric_capacity=_capacity(config, data_dir), **kwargs,
     )
     stage = stage_name(teacher is not None, train_sampler, seed if seed != base_seed else None)
@@ -263,11 +263,11 @@ def _metadata_base(config: ZooConfig, data_dir, command: str) -> dict[str, Any]:
     }
 
 
-def _eval_all(model, config: ZooConfig, data_dir, frames: int | None) -> dict[str, Any]:
+def _eval_all(model, config: ZooConfig, data_dir, k: int | None) -> dict[str, Any]:
     eval_files = resolve_data(config.data.get("eval"), data_dir, "eval")
     # One pass over the eval split; the subset is its first EVAL_SUBSET videos (file order).
     predictions, labels = predict_files(
-        model, eval_files, config.spec, frames=frames, sampler=config.sampler, progress=True
+        model, eval_files, config.spec, k=k, sampler=config.sampler, progress=True
     )
     num_classes = config.spec.num_classes
     return {
@@ -343,12 +343,12 @@ def _card_encoder(config: ZooConfig):
     return name, (encoders.get_encoder(name) if name else None)
 
 
-def _cost(model, frames: int, encoder=None) -> dict[str, Any]:
+def _cost(model, num_frames: int, encoder=None) -> dict[str, Any]:
     """The card's cost block: the classifier alone and, with the encoder, end to end."""
     from kdzoo import profiling  # cost accounting sits on top of the training path
 
     name, encoder = encoder or (None, None)
-    return profiling.card_cost(model, frames, encoder, encoder_name=name)
+    return profiling.card_cost(model, num_frames, encoder, encoder_name=name)
 
 
 def train_zoo_config(
@@ -357,7 +357,7 @@ def train_zoo_config(
     *,
     out_dir: str | os.PathLike = "pretrained",
     work_dir: str | os.PathLike = "runs",
-    frames: Sequence[int] | None = None,
+    ks: Sequence[int] | None = None,
     baselines: bool = True,
     train_elastic: bool = True,
     epochs: int | None = None,
@@ -368,14 +368,14 @@ def train_zoo_config(
 
     Returns the metadata written for each entry name.
     """
-    frames = tuple(frames or config.frames)
+    ks = tuple(ks or config.ks)
     base = _metadata_base(config, data_dir, command)
     written: dict[str, dict] = {}
 
     teacher, record = train_teacher(config, data_dir, work_dir, epochs=epochs, verbose=verbose)
     teacher_name = f"{config.teacher_name()}.{config.dataset}"
     teacher_metrics = _eval_all(teacher, config, data_dir, None)
-    meta = dict(base, name=teacher_name, role="teacher", frames=config.spec.max_frames, sampler=None,
+    meta = dict(base, name=teacher_name, role="teacher", num_frames=config.spec.max_frames, sampler=None,
                 metrics=teacher_metrics, best_val_gap=record["best_val_gap"], epochs_run=record["epochs_run"])
     from kdzoo import profiling  # cost accounting sits on top of the training path
 
@@ -385,11 +385,11 @@ def train_zoo_config(
         pathlib.Path(out_dir) / teacher_name, teacher, config.model_config("teacher"), meta
     )
 
-    for k in frames:
+    for k in ks:
         name = f"{config.student_name(k)}.{config.dataset}"
         runs = _student_runs(config, k, teacher, data_dir, work_dir, baselines, epochs, verbose)
         student, record, metrics = runs["distilled"][0]
-        meta = dict(base, name=name, role="student", frames=k, sampler=config.sampler,
+        meta = dict(base, name=name, role="student", num_frames=k, sampler=config.sampler,
                     train_sampler=config.train_sampler, teacher=teacher_name,
                     distillation=_distill_kwargs(config), metrics=metrics,
                     best_val_gap=record["best_val_gap"], epochs_run=record["epochs_run"])
@@ -406,7 +406,7 @@ def train_zoo_config(
         )
         low, high = config.elastic
         curve = {k: _eval_all(student, config, data_dir, k) for k in range(low, high + 1)}
-        meta = dict(base, name=name, role="student", frames=None, elastic_frames=[low, high],
+        meta = dict(base, name=name, role="student", num_frames=None, elastic_k=[low, high],
                     sampler=config.sampler, train_sampler=config.train_sampler, teacher=teacher_name,
                     distillation=_distill_kwargs(config), metrics=curve[high],
                     curve={str(k): _curve_point(m["eval"]) for k, m in curve.items()},

@@ -40,7 +40,7 @@ def tiny_zoo_yaml(output_size=4, extra=""):
     return f"""
 family: netvlad
 dataset: audioset
-frames: [2]
+k: [2]
 sampler: uniform
 model:
   aggregator: {{num_clusters: 2, output_size: {output_size}}}

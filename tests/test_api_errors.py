@@ -14,9 +14,9 @@ from kdzoo.zoo import UnknownModelError
 D, C, T = 6, 5, 8
 
 
-def model(frames=None, name="m", family="pooling"):
+def model(num_frames=None, name="m", family="pooling"):
     agg = {"pooling": {"mode": "mean_max"}, "netvlad": {"num_clusters": 2, "output_size": 4}}[family]
-    return build_model({"family": family, "feature_size": D, "num_classes": C, "frames": frames,
+    return build_model({"family": family, "feature_size": D, "num_classes": C, "num_frames": num_frames,
                         "aggregator": agg, "name": name})
 
 
@@ -36,7 +36,7 @@ def batch(b=2, t=T, d=D):
     ],
 )
 def test_model_call_with_wrong_shape_names_input_and_expected_shape(inputs, found):
-    m = model(frames=4, family="netvlad")
+    m = model(num_frames=4, family="netvlad")
     with pytest.raises(ValueError, match=rf"'frames'.*expected shape=\(None, 4, 6\), found shape={found}"):
         m(inputs)
 
@@ -52,7 +52,8 @@ def test_model_call_without_mask_names_the_missing_key():
         ({"family": "transformer"}, "Unknown model family 'transformer'"),
         ({"feature_size": 0}, "positive integer for 'feature_size'"),
         ({"num_classes": -3}, "positive integer for 'num_classes'"),
-        ({"frames": 0}, "positive integer or None for 'frames'"),
+        ({"num_frames": 0}, "positive integer or None for 'num_frames'"),
+        ({"frames": 4}, "'frames' is now 'num_frames'"),
         ({"dropout": 1.5}, "0 <= dropout < 1"),
         ({"hiddden_size": 3}, r"Unknown model config keys \['hiddden_size'\]"),
     ],
@@ -68,7 +69,7 @@ def test_build_model_config_errors(config, message):
 
 @pytest.fixture(scope="module")
 def distiller():
-    return Distiller(model(frames=T, name="teacher"), model(frames=3, name="student"), frames=3)
+    return Distiller(model(num_frames=T, name="teacher"), model(num_frames=3, name="student"), k=3)
 
 
 @pytest.mark.parametrize("frames", [np.zeros((2, T, D + 2), "float32"), np.zeros((2, D), "float32"),
@@ -90,13 +91,13 @@ def test_distiller_inputs_without_frames_key(distiller):
 
 def test_k_larger_than_teacher_frames():
     with pytest.raises(ValueError, match="k=9 frames exceed the teacher's 8 frames"):
-        Distiller(model(frames=T, name="teacher"), model(name="student"), frames=9)
+        Distiller(model(num_frames=T, name="teacher"), model(name="student"), k=9)
 
 
 @pytest.mark.parametrize("k", [0, -1, 2.5, True])
 def test_k_not_positive(k):
     with pytest.raises(ValueError, match="positive integer frame count k"):
-        Distiller(model(frames=T, name="teacher"), model(name="student"), frames=k)
+        Distiller(model(num_frames=T, name="teacher"), model(name="student"), k=k)
     with pytest.raises(ValueError, match="k must be a positive int"):
         sampling.sample_frames(batch()["frames"], batch()["mask"], k)
     with pytest.raises(ValueError, match="k must be a positive int"):
@@ -106,33 +107,33 @@ def test_k_not_positive(k):
 def test_k_not_positive_in_dataset_and_export(tmp_path):
     (tmp_path / "x.tfrecord").write_bytes(b"")
     with pytest.raises(ValueError, match="k must be a positive int, got 0"):
-        make_dataset(str(tmp_path / "x.tfrecord"), AUDIOSET, student_frames=0)
+        make_dataset(str(tmp_path / "x.tfrecord"), AUDIOSET, k=0)
     with pytest.raises(ValueError, match="k must be a positive int, got 0"):
-        export_model(model(), tmp_path / "m.keras", frames=0)
+        export_model(model(), tmp_path / "m.keras", k=0)
 
 
 def test_student_built_for_other_k():
-    with pytest.raises(ValueError, match="built for 2 frames but the Distiller samples frames=3"):
-        Distiller(model(frames=T, name="teacher"), model(frames=2, name="student"), frames=3)
+    with pytest.raises(ValueError, match="built for 2 frames but the Distiller samples k=3"):
+        Distiller(model(num_frames=T, name="teacher"), model(num_frames=2, name="student"), k=3)
 
 
 def test_teacher_student_width_mismatch():
     other = build_model({"family": "pooling", "feature_size": D + 1, "num_classes": C, "name": "s"})
     with pytest.raises(ValueError, match="different frame widths: teacher 6, student 7"):
-        Distiller(model(frames=T, name="teacher"), other, frames=3)
+        Distiller(model(num_frames=T, name="teacher"), other, k=3)
 
 
 def test_unknown_sampler_everywhere(tmp_path):
     expected = r"Unknown sampler 'every_other'"
     with pytest.raises(ValueError, match=expected):
-        Distiller(model(frames=T, name="teacher"), model(name="student"), frames=3, sampler="every_other")
+        Distiller(model(num_frames=T, name="teacher"), model(name="student"), k=3, sampler="every_other")
     with pytest.raises(ValueError, match=expected + r". Expected one of uniform, random"):
         sampling.sample_frames(batch()["frames"], batch()["mask"], 3, method="every_other")
     (tmp_path / "x.tfrecord").write_bytes(b"")
     with pytest.raises(ValueError, match=expected):
-        make_dataset(str(tmp_path / "x.tfrecord"), AUDIOSET, student_frames=2, sampler="every_other")
+        make_dataset(str(tmp_path / "x.tfrecord"), AUDIOSET, k=2, sampler="every_other")
     with pytest.raises(ValueError, match=expected):
-        export_model(model(), tmp_path / "m.keras", frames=2, sampler="every_other")
+        export_model(model(), tmp_path / "m.keras", k=2, sampler="every_other")
 
 
 # ----------------------------------------------------------------------------- zoo names

@@ -21,7 +21,7 @@ def test_demo_runs_without_data_and_prints_both_models(capsys):
                 "card map (eval split)", "same student w/o teacher"):
         assert row in out, row
     report = json.loads(out[out.index("{"):])
-    assert report["cost"]["teacher"]["frames"] == 10 and report["cost"]["student"]["frames"] == 2
+    assert report["cost"]["teacher"]["num_frames"] == 10 and report["cost"]["student"]["num_frames"] == 2
     assert report["measured"] == {}
 
 
@@ -39,7 +39,7 @@ def test_demo_evaluates_both_models_on_user_data(capsys, audioset_dir):
 def test_card_and_list(capsys):
     assert main(["card", "hrnn_student_k10.yt8m"]) == 0
     card = json.loads(capsys.readouterr().out)
-    assert card["frames"] == 10 and card["pretrained"] is False
+    assert card["num_frames"] == 10 and card["pretrained"] is False
     assert main(["list", "hrnn_student_k1*"]) == 0
     out = capsys.readouterr().out
     assert "hrnn_student_k10.yt8m" in out and "hrnn_student_k15.yt8m" in out

@@ -74,7 +74,7 @@ def test_padding_mask_labels(good_file):
 
 
 def test_fixed_shapes_and_drop_remainder(good_file):
-    ds = make_dataset(good_file, SPEC, batch_size=2, drop_remainder=True, student_frames=3)
+    ds = make_dataset(good_file, SPEC, batch_size=2, drop_remainder=True, k=3)
     inputs_spec, labels_spec = ds.element_spec
     assert inputs_spec["frames"].shape.as_list() == [2, 6, 12]
     assert inputs_spec["student_frames"].shape.as_list() == [2, 3, 12]
@@ -87,7 +87,7 @@ def test_fixed_shapes_and_drop_remainder(good_file):
 @pytest.mark.parametrize("sampler", ["uniform", "first", "middle", "last", "first_middle_last", "random"])
 def test_student_view(good_file, sampler):
     k = 4
-    ds = make_dataset(good_file, SPEC, batch_size=8, student_frames=k, sampler=sampler)
+    ds = make_dataset(good_file, SPEC, batch_size=8, k=k, sampler=sampler)
     (inputs, _), = list(ds)
     frames, mask = inputs["frames"].numpy(), inputs["mask"].numpy()
     sf, sm = inputs["student_frames"].numpy(), inputs["student_mask"].numpy()
@@ -102,7 +102,7 @@ def test_student_view(good_file, sampler):
             assert idx == sorted(idx) and (len(set(idx)) == k or L < k)
         else:
             assert idx == sample_indices_numpy(L, k, sampler).tolist()
-    again = list(make_dataset(good_file, SPEC, batch_size=8, student_frames=k, sampler=sampler))
+    again = list(make_dataset(good_file, SPEC, batch_size=8, k=k, sampler=sampler))
     np.testing.assert_array_equal(again[0][0]["student_frames"].numpy(), sf)  # deterministic at inference
 
 
@@ -110,14 +110,14 @@ def test_random_student_training_seeds(tmp_path):
     path = write(tmp_path / "long.tfrecord", [seq_example(v, 6) for v in range(16)])
 
     def student(seed):
-        ds = make_dataset(path, SPEC, 4, student_frames=2, sampler="random", training=True, seed=seed)
+        ds = make_dataset(path, SPEC, 4, k=2, sampler="random", fresh_seeds=True, seed=seed)
         return np.concatenate([x["student_frames"].numpy() for x, _ in ds])
 
     a, b, c = student(1), student(1), student(2)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     # different batches get different seeds: the same row position differs across batches
-    ds = make_dataset(path, SPEC, 4, student_frames=2, sampler="random", training=True, seed=1)
+    ds = make_dataset(path, SPEC, 4, k=2, sampler="random", fresh_seeds=True, seed=1)
     picks = [x["student_frames"].numpy()[:, :, -1] for x, _ in ds]
     assert len({p.tobytes() for p in picks}) > 1
 
@@ -137,7 +137,7 @@ def test_video_level(tmp_path):
     ex.features.feature["mean_rgb"].float_list.value.extend([0.5, -1.0, 2.0])
     ex.features.feature["mean_audio"].float_list.value.extend([3.0, 4.0])
     path = write(tmp_path / "v.tfrecord", [ex.SerializeToString()])
-    (x, y), = list(make_dataset(path, VIDEO_SPEC, 2, student_frames=2))
+    (x, y), = list(make_dataset(path, VIDEO_SPEC, 2, k=2))
     np.testing.assert_allclose(x["frames"].numpy(), [[[0.5, -1.0, 2.0, 3.0, 4.0]]])
     np.testing.assert_array_equal(x["mask"].numpy(), [[1.0]])
     np.testing.assert_allclose(x["student_frames"].numpy(), [[[0.5, -1.0, 2.0, 3.0, 4.0]] * 2])
@@ -149,7 +149,7 @@ def test_zero_frame_video_skipped(tmp_path):
     batches = list(make_dataset(path, SPEC, 8, include_ids=True))
     assert [i.decode() for i in batches[0][0]["id"].numpy()] == ["vid1"]
     only_empty = write(tmp_path / "all_empty.tfrecord", [seq_example(0, 0)])
-    assert list(make_dataset(only_empty, SPEC, 8, student_frames=2)) == []
+    assert list(make_dataset(only_empty, SPEC, 8, k=2)) == []
     report = validate_records([path, only_empty], SPEC)
     assert report.ok and report.records == 4 and report.empty == 3 and report.valid == 1
 

@@ -56,7 +56,7 @@ def test_yt8m_frame_level_matches_pickle(yt8m_dir):
     np.testing.assert_allclose(deq, expected, atol=1e-6)
     np.testing.assert_allclose(deq, dequantize(np.concatenate([rgb, audio], 1)), atol=1e-6)
 
-    (inputs, labels), = list(make_dataset(path, YT8M_FRAME, 8, student_frames=5, include_ids=True))
+    (inputs, labels), = list(make_dataset(path, YT8M_FRAME, 8, k=5, include_ids=True))
     assert inputs["frames"].shape == (1, 300, 1152) and float(inputs["mask"].numpy().sum()) == 170
     np.testing.assert_allclose(inputs["frames"].numpy()[0, :170], deq)
     assert not inputs["frames"].numpy()[0, 170:].any()

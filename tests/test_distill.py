@@ -22,7 +22,7 @@ CLASSES = 5
 FRAMES = 8
 
 
-def small_config(family="pooling", frames=None, name="m", **overrides):
+def small_config(family="pooling", num_frames=None, name="m", **overrides):
     aggregator = {
         "pooling": {"mode": "mean_max"},
         "netvlad": {"num_clusters": 4, "output_size": 8},
@@ -33,7 +33,7 @@ def small_config(family="pooling", frames=None, name="m", **overrides):
         "family": family,
         "feature_size": FEATURES,
         "num_classes": CLASSES,
-        "frames": frames,
+        "num_frames": num_frames,
         "aggregator": aggregator,
         "hidden_size": 16,
         "head": {"num_mixtures": 2},
@@ -58,9 +58,9 @@ def synthetic_videos(n=64, seed=0):
 
 def make_distiller(mode="serial", teacher_family="pooling", student_family="pooling", k=3, **kwargs):
     keras.utils.set_random_seed(1)
-    teacher = build_model(small_config(teacher_family, frames=FRAMES, name="teacher"))
-    student = build_model(small_config(student_family, frames=k, name="student", hidden_size=12))
-    return Distiller(teacher, student, frames=k, mode=mode, **kwargs)
+    teacher = build_model(small_config(teacher_family, num_frames=FRAMES, name="teacher"))
+    student = build_model(small_config(student_family, num_frames=k, name="student", hidden_size=12))
+    return Distiller(teacher, student, k=k, mode=mode, **kwargs)
 
 
 def test_ce_only_loss_equals_keras_bce_on_student():
@@ -78,8 +78,8 @@ def test_ce_only_loss_equals_keras_bce_on_student():
 
 def test_rep_and_pred_losses_vanish_for_identical_models():
     keras.utils.set_random_seed(2)
-    model = build_model(small_config(frames=None, name="same"))
-    distiller = Distiller(model, model, frames=FRAMES, sampler="first", prediction_loss="mse")
+    model = build_model(small_config(num_frames=None, name="same"))
+    distiller = Distiller(model, model, k=FRAMES, sampler="first", prediction_loss="mse")
     x, y = synthetic_videos(8)
     x["mask"] = np.ones_like(x["mask"])  # every frame real: "first" k=FRAMES picks them all
     losses, _, _ = distiller.compute_losses(x, y)
@@ -183,8 +183,8 @@ def test_parallel_mode_distillation_does_not_reach_teacher():
 
 def test_no_teacher_baseline_runs_through_same_path():
     keras.utils.set_random_seed(3)
-    student = build_model(small_config(frames=2, name="student"))
-    distiller = Distiller(None, student, frames=2, sampler="random")
+    student = build_model(small_config(num_frames=2, name="student"))
+    distiller = Distiller(None, student, k=2, sampler="random")
     history = _fit(distiller, epochs=3)
     assert set(history.history) == {"loss", "ce_loss", "student_hit_at_one"}
     assert history.history["loss"][-1] < history.history["loss"][0]
@@ -232,7 +232,7 @@ def test_save_load_round_trip_and_student_alone(tmp_path):
     distiller.save(path)
     restored = keras.saving.load_model(path)
     assert isinstance(restored, Distiller)
-    assert restored.sampler == "middle" and restored.frames == 3
+    assert restored.sampler == "middle" and restored.k == 3
     for role in ("student", "teacher"):
         np.testing.assert_array_equal(
             restored.predict(x, role=role, verbose=0)["predictions"],
@@ -262,8 +262,8 @@ def test_mixed_float16_fit():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"frames": 0}, "positive integer"),
-        ({"frames": 9}, "exceed"),
+        ({"k": 0}, "positive integer"),
+        ({"k": 9}, "exceed"),
         ({"sampler": "every_other"}, "Unknown sampler"),
         ({"mode": "both"}, "Unknown mode"),
         ({"prediction_loss": "kl2"}, "Unknown prediction loss"),
@@ -271,9 +271,9 @@ def test_mixed_float16_fit():
     ],
 )
 def test_constructor_errors(kwargs, message):
-    teacher = build_model(small_config(frames=FRAMES, name="teacher"))
-    student = build_model(small_config(frames=None, name="student"))
-    args = {"frames": 3, **kwargs}
+    teacher = build_model(small_config(num_frames=FRAMES, name="teacher"))
+    student = build_model(small_config(num_frames=None, name="student"))
+    args = {"k": 3, **kwargs}
     with pytest.raises(ValueError, match=message):
         Distiller(teacher, student, **args)
 

@@ -14,69 +14,69 @@ MODEL = {"family": "pooling", "feature_size": 4, "num_classes": 3, "aggregator":
 
 
 def raw(**extra):
-    config = {"family": "netvlad", "dataset": "audioset", "frames": [1, 2], "sampler": "uniform",
+    config = {"family": "netvlad", "dataset": "audioset", "k": [1, 2], "sampler": "uniform",
               "model": {"aggregator": {"num_clusters": 2, "output_size": 4}, "head": {"num_mixtures": 1}}}
     config.update(extra)
     return config
 
 
-def _batch(rng, batch=6, frames=10):
-    x = rng.normal(size=(batch, frames, 4)).astype("float32")
-    return {"frames": x, "mask": np.ones((batch, frames), "float32")}
+def _batch(rng, batch=6, num_frames=10):
+    x = rng.normal(size=(batch, num_frames, 4)).astype("float32")
+    return {"frames": x, "mask": np.ones((batch, num_frames), "float32")}
 
 
 def test_elastic_distiller_draws_every_k_in_its_span_and_repeats_per_step():
-    teacher = build_model(dict(MODEL, frames=10))
-    student = build_model(dict(MODEL, frames=None))
-    distiller = Distiller(teacher, student, frames=3, train_sampler="random", train_frames=(1, 10), seed=5)
-    draws = [int(distiller.draw_frames(tf.constant(step, tf.int64))) for step in range(400)]
+    teacher = build_model(dict(MODEL, num_frames=10))
+    student = build_model(dict(MODEL, num_frames=None))
+    distiller = Distiller(teacher, student, k=3, train_sampler="random", train_k=(1, 10), seed=5)
+    draws = [int(distiller.draw_k(tf.constant(step, tf.int64))) for step in range(400)]
     assert set(draws) == set(range(1, 11))
     counts = np.bincount(draws, minlength=11)[1:]
     assert counts.min() > 400 / 10 / 2  # roughly uniform, never one k only
-    assert draws == [int(distiller.draw_frames(tf.constant(s, tf.int64))) for s in range(400)]
+    assert draws == [int(distiller.draw_k(tf.constant(s, tf.int64))) for s in range(400)]
     inputs = _batch(np.random.default_rng(0))
-    # training: the view has the drawn k frames; evaluation: the fixed k=3 of `frames`
-    k_step = int(distiller.draw_frames(None))
+    # training: the view has the drawn k frames; evaluation: the fixed k=3 of `k`
+    k_step = int(distiller.draw_k(None))
     assert distiller.student_view(inputs, training=True)["frames"].shape[1] == k_step
     assert distiller.student_view(inputs, training=False)["frames"].shape[1] == 3
 
 
 def test_elastic_distiller_refuses_a_fixed_frame_student_and_bad_spans():
-    teacher = build_model(dict(MODEL, frames=10))
-    with pytest.raises(ValueError, match="frames=None"):
-        Distiller(teacher, build_model(dict(MODEL, frames=3)), frames=3, train_frames=(1, 10))
+    teacher = build_model(dict(MODEL, num_frames=10))
+    with pytest.raises(ValueError, match="num_frames=None"):
+        Distiller(teacher, build_model(dict(MODEL, num_frames=3)), k=3, train_k=(1, 10))
     with pytest.raises(ValueError, match="low <= high"):
-        Distiller(teacher, build_model(dict(MODEL, frames=None)), frames=3, train_frames=(4, 2))
+        Distiller(teacher, build_model(dict(MODEL, num_frames=None)), k=3, train_k=(4, 2))
 
 
 def test_elastic_distiller_trains_and_round_trips_its_config():
     rng = np.random.default_rng(1)
-    teacher = build_model(dict(MODEL, frames=10))
-    student = build_model(dict(MODEL, frames=None))
-    distiller = Distiller(teacher, student, frames=2, train_sampler="random", train_frames=(1, 10))
+    teacher = build_model(dict(MODEL, num_frames=10))
+    student = build_model(dict(MODEL, num_frames=None))
+    distiller = Distiller(teacher, student, k=2, train_sampler="random", train_k=(1, 10))
     distiller.compile(optimizer="adam")
     x = _batch(rng, batch=32)
     y = (rng.random((32, 3)) > 0.5).astype("float32")
     history = distiller.fit(x, y, epochs=2, batch_size=8, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     again = Distiller.from_config(distiller.get_config())
-    assert again.train_frames == (1, 10) and again.train_sampler == "random" and again.sampler == "uniform"
+    assert again.train_k == (1, 10) and again.train_sampler == "random" and again.sampler == "uniform"
 
 
 def test_config_train_sampler_elastic_and_seeds():
-    config = ZooConfig.from_dict(raw(train_sampler="random", elastic={"frames": [1, 10]},
-                                     training={"seed": 0, "seeds": [0, 1, 2], "seed_frames": [2]}))
+    config = ZooConfig.from_dict(raw(train_sampler="random", elastic={"k": [1, 10]},
+                                     training={"seed": 0, "seeds": [0, 1, 2], "seed_k": [2]}))
     assert (config.sampler, config.train_sampler, config.elastic) == ("uniform", "random", (1, 10))
     assert config.seeds_for(2) == [0, 1, 2] and config.seeds_for(1) == [0]
     assert config.names()[-1] == "netvlad_student_elastic"
     elastic = config.model_config("student", elastic=True)
-    assert elastic["frames"] is None and elastic["name"] == "netvlad_student_elastic"
-    assert config.model_config("student", 4, elastic=True)["frames"] == 4
+    assert elastic["num_frames"] is None and elastic["name"] == "netvlad_student_elastic"
+    assert config.model_config("student", 4, elastic=True)["num_frames"] == 4
     assert ZooConfig.from_dict(raw()).train_sampler == "uniform"
     with pytest.raises(ValueError, match="train_sampler"):
         ZooConfig.from_dict(raw(train_sampler="sometimes"))
     with pytest.raises(ValueError, match="elastic"):
-        ZooConfig.from_dict(raw(elastic={"frames": [0, 11]}))
+        ZooConfig.from_dict(raw(elastic={"k": [0, 11]}))
 
 
 def test_stage_names():
@@ -86,7 +86,7 @@ def test_stage_names():
 
 
 def test_run_summaries_claim_a_gain_only_beyond_twice_the_spread():
-    config = ZooConfig.from_dict(raw(training={"seeds": [0, 1, 2], "seed_frames": [2]}))
+    config = ZooConfig.from_dict(raw(training={"seeds": [0, 1, 2], "seed_k": [2]}))
 
     def runs(values):
         return [(None, {"best_val_gap": 0.3}, {"eval": {"map": v}}) for v in values]
@@ -108,15 +108,15 @@ def test_run_summaries_claim_a_gain_only_beyond_twice_the_spread():
 def test_registry_elastic_entry_takes_any_k_until_load_fixes_it(tmp_path):
     import yaml
 
-    from kdzoo.models import input_spec
+    from kdzoo.models import frame_shape
     from kdzoo.zoo import Registry
 
-    (tmp_path / "netvlad.audioset.yaml").write_text(yaml.safe_dump(raw(elastic={"frames": [1, 10]})))
+    (tmp_path / "netvlad.audioset.yaml").write_text(yaml.safe_dump(raw(elastic={"k": [1, 10]})))
     registry = Registry(tmp_path, tmp_path / "pretrained")
     assert "netvlad_student_elastic.audioset" in registry.list_models()
     with pytest.warns(UserWarning, match="untrained"):
-        assert input_spec(registry.load("netvlad_student_elastic", k=4))[0] == 4
-    assert input_spec(registry.load("netvlad_student_elastic", weights=None))[0] is None
+        assert frame_shape(registry.load("netvlad_student_elastic", k=4))[0] == 4
+    assert frame_shape(registry.load("netvlad_student_elastic", weights=None))[0] is None
     with pytest.raises(ValueError, match="elastic students only"):
         registry.load("netvlad_student_k2", weights=None, k=3)
 
@@ -129,7 +129,7 @@ def test_curve_trials_score_each_k_by_the_tune_objective():
         "2": {"gap": 0.30, "map": 0.20, "hit_at_one": 0.5},
         "10": {"gap": 0.35, "map": 0.25, "hit_at_one": 0.6}}}
     rows = curve_trials(card, teacher_flops=1000, flops_at=lambda k: 100 * k, lam=0.1)
-    assert [r["frames"] for r in rows] == [1, 2, 10]  # numeric order, not "1", "10", "2"
+    assert [r["k"] for r in rows] == [1, 2, 10]  # numeric order, not "1", "10", "2"
     assert [r["score"] for r in rows] == pytest.approx([0.20 - 0.01, 0.30 - 0.02, 0.35 - 0.1])
     assert rows[1]["flops_ratio"] == pytest.approx(0.2)
     with pytest.raises(ValueError, match="no quality curve"):

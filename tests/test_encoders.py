@@ -146,7 +146,7 @@ def test_encoder_latency_and_random_frames():
     frames = pe.random_frames(enc, 5)
     assert tuple(frames.shape) == (5, *SHAPE)
     lat = pe.encoder_latency(enc, 5, warmup=1, repeats=3)
-    assert lat["frames"] == 5 and lat["repeats"] == 3
+    assert lat["num_frames"] == 5 and lat["repeats"] == 3
     assert 0 < lat["min_ms"] <= lat["median_ms"]
     assert lat["per_frame_ms"] == pytest.approx(lat["median_ms"] / 5)
     with pytest.raises(ValueError, match="positive integer"):
@@ -182,7 +182,7 @@ def _pair():
 
     cfg = {"family": "netvlad", "feature_size": 16, "num_classes": 5, "aggregator": {"num_clusters": 4,
            "output_size": 8}}
-    return build_model({**cfg, "frames": 10, "name": "t"}), build_model({**cfg, "frames": 2, "name": "s"})
+    return build_model({**cfg, "num_frames": 10, "name": "t"}), build_model({**cfg, "num_frames": 2, "name": "s"})
 
 
 def test_end_to_end_adds_n_frames_of_encoder_to_each_side():

@@ -38,10 +38,10 @@ def tiny_encoder(count=False, out=FEATURES, name="tiny_encoder"):
     return keras.Model(frame, keras.layers.Dense(out)(x), name=name)
 
 
-def classifier(frames, name):
+def classifier(num_frames, name):
     keras.utils.set_random_seed(3)
     return build_model({
-        "family": "netvlad", "feature_size": FEATURES, "num_classes": CLASSES, "frames": frames,
+        "family": "netvlad", "feature_size": FEATURES, "num_classes": CLASSES, "num_frames": num_frames,
         "aggregator": {"num_clusters": 4, "output_size": 8}, "hidden_size": 16, "name": name,
     })
 
@@ -130,7 +130,7 @@ def test_multi_input_encoder_gathers_the_same_frames_from_each_stream():
     a = keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(a_in))
     features = keras.layers.Concatenate()([a, keras.layers.Dense(3)(b_in)])
     encoder = keras.Model({"a": a_in, "b": b_in}, features, name="two_stream")
-    model = build_model({"family": "pooling", "feature_size": 8, "num_classes": CLASSES, "frames": K, "name": "s"})
+    model = build_model({"family": "pooling", "feature_size": 8, "num_classes": CLASSES, "num_frames": K, "name": "s"})
     served = end_to_end.clip_serving_model(model, encoder)
     length = 11
     stream = {"a": clip(length), "b": np.random.default_rng(1).normal(size=(length, 3)).astype("float32")}

@@ -21,10 +21,10 @@ ATOL = {"keras": 1e-5, "savedmodel": 1e-5, "tflite": 1e-5}  # TFLite: float32 ke
 AGGREGATORS = {"netvlad": {"num_clusters": 4, "output_size": 8}, "hrnn": {"units": 8, "block_size": 2}}
 
 
-def student(family, frames=K):
+def student(family, num_frames=K):
     keras.utils.set_random_seed(3)
     return build_model({
-        "family": family, "feature_size": FEATURES, "num_classes": CLASSES, "frames": frames,
+        "family": family, "feature_size": FEATURES, "num_classes": CLASSES, "num_frames": num_frames,
         "aggregator": AGGREGATORS[family], "hidden_size": 16, "name": f"{family}_student",
     })
 
@@ -118,17 +118,17 @@ def test_export_errors(tmp_path, models):
         export.export_model(model, tmp_path / "m.onnx", format="onnx")
     with pytest.raises(ValueError, match="ending in '.keras'"):
         export.export_model(model, tmp_path / "m.h5")
-    with pytest.raises(ValueError, match="built for 3 frames but frames=5"):
-        export.export_model(model, tmp_path / "m.keras", frames=5)
+    with pytest.raises(ValueError, match="built for 3 frames but k=5"):
+        export.export_model(model, tmp_path / "m.keras", k=5)
     with pytest.raises(ValueError, match="Unknown sampler 'every_other'"):
         export.export_model(model, tmp_path / "m.keras", sampler="every_other")
     with pytest.raises(ValueError, match="Unknown input_dtype 'int8'"):
         export.export_model(model, tmp_path / "m.keras", input_dtype="int8")
-    with pytest.raises(ValueError, match="pass frames=k"):
-        export.export_model(student("netvlad", frames=None), tmp_path / "m.keras")
+    with pytest.raises(ValueError, match="pass k, the number"):
+        export.export_model(student("netvlad", num_frames=None), tmp_path / "m.keras")
     # A model built for any frame count exports with an explicit k.
-    anyk = student("netvlad", frames=None)
-    served = keras.saving.load_model(export.export_model(anyk, tmp_path / "any.keras", frames=2))
+    anyk = student("netvlad", num_frames=None)
+    served = keras.saving.load_model(export.export_model(anyk, tmp_path / "any.keras", k=2))
     v = video(5)
     np.testing.assert_allclose(np.asarray(served(v)["predictions"]), reference(anyk, v, k=2)["predictions"],
                                atol=1e-5)

@@ -11,7 +11,7 @@ CONFIG = {
     "family": "pooling",
     "feature_size": 6,
     "num_classes": 4,
-    "frames": None,
+    "num_frames": None,
     "aggregator": {"mode": "mean"},
     "frame_mlp": [5, 3],
     "head": {"num_mixtures": 1},
@@ -35,13 +35,13 @@ def test_frame_mlp_runs_per_frame_before_the_aggregator():
     out = model({"frames": frames, "mask": mask})
     mean = _numpy_reference(model, frames, mask)
     np.testing.assert_allclose(np.asarray(out["embedding"]), mean, atol=1e-5)
-    # the same model takes any number of frames (frames=None)
+    # the same model takes any number of frames (num_frames=None)
     out2 = model({"frames": frames[:, :2], "mask": mask[:, :2]})
     assert out2["predictions"].shape == (3, 4)
 
 
 def test_frame_mlp_model_saving_round_trip(tmp_path):
-    model = build_model(dict(CONFIG, frames=4))
+    model = build_model(dict(CONFIG, num_frames=4))
     x = {"frames": np.random.default_rng(1).normal(size=(2, 4, 6)).astype("float32"), "mask": np.ones((2, 4), "float32")}
     path = tmp_path / "m.keras"
     model.save(path)

@@ -16,12 +16,12 @@ TANH = 4
 SOFTMAX = 5
 
 
-def _model(family, frames=6, feature_size=16, num_classes=5, aggregator=None, **extra):
+def _model(family, num_frames=6, feature_size=16, num_classes=5, aggregator=None, **extra):
     config = {
         "family": family,
         "feature_size": feature_size,
         "num_classes": num_classes,
-        "frames": frames,
+        "num_frames": num_frames,
         "aggregator": aggregator or {},
         "head": {"num_mixtures": 2},
     }
@@ -77,7 +77,7 @@ def run_masked_reference(sequences, steps, i, u):
 
 def test_pooling_dense_moe_flops_by_hand():
     model = _model(
-        "pooling", frames=4, feature_size=6, num_classes=3,
+        "pooling", num_frames=4, feature_size=6, num_classes=3,
         aggregator={"mode": "mean_max"}, hidden_size=5,
     )
     t, d = 4, 6
@@ -101,14 +101,14 @@ def test_pooling_dense_moe_flops_by_hand():
 
 
 def test_params_is_count_params():
-    model = _model("pooling", frames=4, feature_size=6, num_classes=3, hidden_size=5)
+    model = _model("pooling", num_frames=4, feature_size=6, num_classes=3, hidden_size=5)
     # hidden 12*5+5, MoE gates 5*9, experts 5*6+6
     assert profiling.params(model) == model.count_params() == 65 + 45 + 36
 
 
 def test_netvlad_flops_match_reference():
     model = _model(
-        "netvlad", frames=7, feature_size=12, num_classes=4,
+        "netvlad", num_frames=7, feature_size=12, num_classes=4,
         aggregator={"num_clusters": 3, "output_size": 10}, context_gating=True,
     )
     per_frame, per_video = netvlad_reference(7, 12, 3, 10)
@@ -120,7 +120,7 @@ def test_netvlad_flops_match_reference():
 
 
 def test_lstm_flops_match_reference():
-    model = _model("lstm", frames=5, feature_size=8, num_classes=3, aggregator={"units": 6})
+    model = _model("lstm", num_frames=5, feature_size=8, num_classes=3, aggregator={"units": 6})
     per_frame, per_video = run_masked_reference(1, 5, 8, 6)
     assert profiling.flops_breakdown(model)["lstm"] == per_frame + per_video
     assert profiling.flops(model) == per_frame + per_video + moe_reference(6, 3, 2)
@@ -129,7 +129,7 @@ def test_lstm_flops_match_reference():
 def test_hrnn_flops_match_reference_with_block_padding():
     # 7 frames in blocks of 3 -> padded to 9 frames, 3 blocks.
     model = _model(
-        "hrnn", frames=7, feature_size=8, num_classes=3,
+        "hrnn", num_frames=7, feature_size=8, num_classes=3,
         aggregator={"units": 6, "block_size": 3, "upper_units": 4},
     )
     lower = run_masked_reference(3, 3, 8, 6)
@@ -155,7 +155,7 @@ def test_hrnn_flops_match_reference_with_block_padding():
     ],
 )
 def test_frame_dependent_flops_scale_linearly(family, aggregator):
-    model = _model(family, frames=None, feature_size=8, aggregator=aggregator, context_gating=True)
+    model = _model(family, num_frames=None, feature_size=8, aggregator=aggregator, context_gating=True)
     # Multiples of the H-RNN block size, so no padding is involved.
     one, two, five = (profiling.flops_split(model, 4 * n) for n in (1, 2, 5))
     assert one["frame_dependent"] > 0
@@ -165,7 +165,7 @@ def test_frame_dependent_flops_scale_linearly(family, aggregator):
 
 
 def test_frames_default_and_errors():
-    model = _model("pooling", frames=None)
+    model = _model("pooling", num_frames=None)
     with pytest.raises(ValueError, match="frames"):
         profiling.flops(model)
     assert profiling.flops(model, 3) > 0
@@ -189,7 +189,7 @@ def test_frames_default_and_errors():
 )
 def test_tf_profiler_agrees_where_it_counts(family, aggregator):
     model = _model(
-        family, frames=8, feature_size=64, num_classes=20, aggregator=aggregator,
+        family, num_frames=8, feature_size=64, num_classes=20, aggregator=aggregator,
         hidden_size=48, context_gating=True,
     )
     analytic = profiling.flops(model)
@@ -199,7 +199,7 @@ def test_tf_profiler_agrees_where_it_counts(family, aggregator):
 
 def test_tf_profiler_blind_spots():
     # Einsum: the MoE head is invisible to TF unless count_einsum=True.
-    model = _model("pooling", frames=4, feature_size=16, num_classes=50)
+    model = _model("pooling", num_frames=4, feature_size=16, num_classes=50)
     without = profiling.tf_profiler_flops(model)
     with_einsum = profiling.tf_profiler_flops(model, count_einsum=True)
     moe_matmuls = 2 * 32 * 50 * 3 + 2 * 32 * 50 * 2
@@ -207,7 +207,7 @@ def test_tf_profiler_blind_spots():
     # The registration is scoped to the call.
     assert profiling.tf_profiler_flops(model) == without
     # RNN: the while-loop body is counted once, not once per frame.
-    lstm = _model("lstm", frames=16, feature_size=16, aggregator={"units": 16})
+    lstm = _model("lstm", num_frames=16, feature_size=16, aggregator={"units": 16})
     assert profiling.tf_profiler_flops(lstm, count_einsum=True) < 0.25 * profiling.flops(lstm)
 
 
@@ -215,12 +215,12 @@ def test_tf_profiler_blind_spots():
 
 
 def test_latency_returns_sane_numbers():
-    model = _model("netvlad", frames=6, aggregator={"num_clusters": 4, "output_size": 8})
+    model = _model("netvlad", num_frames=6, aggregator={"num_clusters": 4, "output_size": 8})
     result = profiling.latency(model, batch=2, warmup=1, repeats=3)
-    assert set(result) == {"median_ms", "p90_ms", "min_ms", "batch", "frames", "device"}
+    assert set(result) == {"median_ms", "p90_ms", "min_ms", "batch", "num_frames", "device"}
     assert 0 < result["min_ms"] <= result["median_ms"] <= result["p90_ms"]
     assert all(math.isfinite(result[key]) for key in ("median_ms", "p90_ms", "min_ms"))
-    assert (result["batch"], result["frames"]) == (2, 6)
+    assert (result["batch"], result["num_frames"]) == (2, 6)
     assert result["device"]
     with pytest.raises(ValueError, match="repeats"):
         profiling.latency(model, repeats=0)
@@ -228,12 +228,12 @@ def test_latency_returns_sane_numbers():
 
 def test_compare_teacher_and_student():
     aggregator = {"units": 8, "block_size": 4}
-    teacher = _model("hrnn", frames=16, aggregator=aggregator, name="teacher")
-    student = _model("hrnn", frames=4, aggregator=aggregator, name="student")
+    teacher = _model("hrnn", num_frames=16, aggregator=aggregator, name="teacher")
+    student = _model("hrnn", num_frames=4, aggregator=aggregator, name="student")
     report = profiling.compare(
-        teacher, student, student_frames=4, batches=(1, 3), warmup=1, repeats={1: 2, 3: 1}
+        teacher, student, k=4, batches=(1, 3), warmup=1, repeats={1: 2, 3: 1}
     )
-    assert report["teacher"]["frames"] == 16 and report["student"]["frames"] == 4
+    assert report["teacher"]["num_frames"] == 16 and report["student"]["num_frames"] == 4
     assert report["ratios"]["params"] == 1.0  # same architecture
     expected = profiling.flops(student, 4) / profiling.flops(teacher, 16)
     assert report["ratios"]["flops"] == pytest.approx(expected)
@@ -246,8 +246,8 @@ def test_compare_teacher_and_student():
 
 
 def test_write_trace_produces_xplane(tmp_path):
-    teacher = _model("pooling", frames=6, name="teacher")
-    student = _model("pooling", frames=2, name="student")
+    teacher = _model("pooling", num_frames=6, name="teacher")
+    student = _model("pooling", num_frames=2, name="student")
     written = profiling.write_trace(teacher, tmp_path, batch=2, steps=2)
     assert written and all(p.name.endswith(".xplane.pb") for p in written)
     assert list((tmp_path / "plugins" / "profile").glob("*/*.xplane.pb"))
@@ -268,7 +268,7 @@ def test_documented_constants():
 def test_latency_inputs_are_seeded():
     from kdzoo.profiling.latency import _random_inputs
 
-    model = _model("pooling", frames=3)
+    model = _model("pooling", num_frames=3)
     x = _random_inputs(model, 3, 2, seed=1)["frames"].numpy()
     y = _random_inputs(model, 3, 2, seed=1)["frames"].numpy()
     np.testing.assert_array_equal(x, y)

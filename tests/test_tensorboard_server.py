@@ -81,8 +81,8 @@ def _tensorboard_command() -> list[str]:
 def _write_logs(root):
     keras.utils.set_random_seed(0)
     teacher = build_model(small_config("pooling", name="teacher"))
-    student = build_model(small_config("pooling", frames=K, name="student"))
-    distiller = Distiller(teacher, student, frames=K, metric_capacity=256)
+    student = build_model(small_config("pooling", num_frames=K, name="student"))
+    distiller = Distiller(teacher, student, k=K, metric_capacity=256)
     distiller.compile(optimizer="adam")
     x, y = synthetic_videos(64)
     distiller.fit(x, y, validation_data=(x, y), epochs=2, batch_size=16, verbose=0,
@@ -93,14 +93,14 @@ def _write_logs(root):
     except ImportError:  # pragma: no cover - kdzoo.profiling ships write_trace
         write_trace = None
     if write_trace is not None:
-        written = write_trace(teacher, root, frames=FRAMES, run="teacher", steps=2)
-        written += write_trace(student, root, frames=K, run="student", steps=2)
+        written = write_trace(teacher, root, num_frames=FRAMES, run="teacher", steps=2)
+        written += write_trace(student, root, num_frames=K, run="student", steps=2)
     else:  # pragma: no cover
         import tensorflow as tf
 
         written = []
-        for run, model, frames in (("teacher", teacher, FRAMES), ("student", student, K)):
-            inputs = {"frames": tf.zeros((4, frames, x["frames"].shape[-1])), "mask": tf.ones((4, frames))}
+        for run, model, num_frames in (("teacher", teacher, FRAMES), ("student", student, K)):
+            inputs = {"frames": tf.zeros((4, num_frames, x["frames"].shape[-1])), "mask": tf.ones((4, num_frames))}
             model(inputs)
             tf.profiler.experimental.start(str(root / run))
             model(inputs)

@@ -58,14 +58,14 @@ def tiny_config(tuner="random", max_trials=3, epochs=1, **tune):
     config = {
         "family": "netvlad",
         "dataset": "audioset",
-        "frames": [1, 2, 5],
+        "k": [1, 2, 5],
         "sampler": "uniform",
         "model": {"aggregator": {"num_clusters": 4, "output_size": 16}, "head": {"num_mixtures": 1}},
         "distillation": {"mode": "serial", "representation_weight": 0.001, "prediction_weight": 1.0},
         "training": {"epochs": 1, "batch_size": 16, "learning_rate": 0.01, "validation_fraction": 0.25,
                      "patience": 3, "seed": 0},
         "data": {"train": "train-*.tfrecord", "eval": "train-*.tfrecord"},
-        "tune": {"tuner": tuner, "max_trials": max_trials, "frames": [1, 2, 5], "samplers": ["uniform", "random"],
+        "tune": {"tuner": tuner, "max_trials": max_trials, "k": [1, 2, 5], "samplers": ["uniform", "random"],
                  "lambda": 0.1, "learning_rate": [1e-3, 3e-2], "representation_weight": [0, 0.01],
                  "prediction_weight": [0.5, 2.0], "epochs": epochs, "project_name": PROJECT},
     }
@@ -119,7 +119,7 @@ def test_tune_config_parsing_and_errors(tmp_path):
     path = tmp_path / "tune.yaml"
     path.write_text(yaml.safe_dump(tiny_config()))
     config, settings = load_tune_config(path)
-    assert config.family == "netvlad" and settings.frames == (1, 2, 5)
+    assert config.family == "netvlad" and settings.ks == (1, 2, 5)
     assert settings.learning_rate == {"min": 1e-3, "max": 3e-2, "sampling": "log"}
     assert settings.representation_weight == {"min": 0.0, "max": 0.01, "sampling": "linear"}
     assert settings.lam == 0.1 and settings.project_name == PROJECT
@@ -128,13 +128,13 @@ def test_tune_config_parsing_and_errors(tmp_path):
     raw = tiny_config()
     del raw["tune"]
     _, defaults = load_tune_config(raw)
-    assert defaults.frames == (1, 2, 5) and defaults.samplers == ("uniform",)
+    assert defaults.ks == (1, 2, 5) and defaults.samplers == ("uniform",)
     assert defaults.representation_weight == 0.001 and defaults.tuner == "bayesian"
 
     for tune, message in (
         ({"bogus": 1}, "Unknown tune keys"),
-        ({"frames": [0, 2]}, "tune.frames"),
-        ({"frames": [11]}, "tune.frames"),
+        ({"k": [0, 2]}, "tune.k"),
+        ({"k": [11]}, "tune.k"),
         ({"samplers": ["nope"]}, "tune.samplers"),
         ({"tuner": "grid"}, "Unknown tuner"),
         ({"learning_rate": [0, 1e-2]}, "min > 0"),
@@ -163,7 +163,7 @@ def test_end_to_end_bayesian_search(tmp_path, data_dir):
     assert all(t["status"] == "COMPLETED" for t in trials)
     teacher_flops = report["teacher_flops"]
     for t in trials:
-        assert t["frames"] in (1, 2, 5) and t["sampler"] in ("uniform", "random")
+        assert t["k"] in (1, 2, 5) and t["sampler"] in ("uniform", "random")
         assert 1e-3 <= t["learning_rate"] <= 3e-2
         assert 0 <= t["representation_weight"] <= 0.01 and 0.5 <= t["prediction_weight"] <= 2.0
         assert 0.0 <= t["quality"] <= 1.0
@@ -171,7 +171,7 @@ def test_end_to_end_bayesian_search(tmp_path, data_dir):
         assert t["flops_ratio"] == pytest.approx(t["flops"] / teacher_flops)
         assert t["score"] == pytest.approx(t["quality"] - 0.1 * t["flops_ratio"], abs=1e-6)
     # A larger k costs more FLOPs.
-    by_k = {t["frames"]: t["flops"] for t in trials}
+    by_k = {t["k"]: t["flops"] for t in trials}
     assert [by_k[k] for k in sorted(by_k)] == sorted(by_k.values())
 
     # The front is exactly the non-dominated set, and it is non-dominated.
@@ -185,15 +185,15 @@ def test_end_to_end_bayesian_search(tmp_path, data_dir):
     assert report["best"] == best["trial_id"] and best["on_front"]
 
     csv_lines = (work / "pareto.csv").read_text().strip().splitlines()
-    assert csv_lines[0].startswith("trial_id,status,frames,sampler") and len(csv_lines) == 4
+    assert csv_lines[0].startswith("trial_id,status,k,sampler") and len(csv_lines) == 4
     assert (work / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # The best student: a zoo-style entry that loads with build_model + load_weights.
-    entry = tmp_path / "out" / f"netvlad_student_k{best['frames']}.audioset-tuned"
+    entry = tmp_path / "out" / f"netvlad_student_k{best['k']}.audioset-tuned"
     assert doc["entry"] == str(entry)
     meta = artifacts.read_json(entry / artifacts.METADATA_FILE)
     assert meta["sha256"] == artifacts.sha256_of(entry / artifacts.WEIGHTS_FILE)
-    assert meta["frames"] == best["frames"] and meta["sampler"] == best["sampler"]
+    assert meta["num_frames"] == best["k"] and meta["sampler"] == best["sampler"]
     assert meta["tuning"]["hyperparameters"]["learning_rate"] == pytest.approx(best["learning_rate"])
     assert meta["best_val_gap"] == pytest.approx(best["quality"])
     assert meta["teacher_ratio"]["flops"] == pytest.approx(best["flops_ratio"])
@@ -202,14 +202,14 @@ def test_end_to_end_bayesian_search(tmp_path, data_dir):
     student = build_model(model_config)
     student.load_weights(entry / artifacts.WEIGHTS_FILE)
     assert student.count_params() == meta["params"]
-    out = student({"frames": np.zeros((2, best["frames"], 128), "float32"),
-                   "mask": np.ones((2, best["frames"]), "float32")})
+    out = student({"frames": np.zeros((2, best["k"], 128), "float32"),
+                   "mask": np.ones((2, best["k"]), "float32")})
     assert out["predictions"].shape == (2, 527)
 
     # The saved student is the best epoch of the best trial: it reproduces the trial's validation GAP.
     val = make_dataset(sorted(str(p) for p in data_dir.glob("train-*.tfrecord")), config.spec, 16,
                        subset="validation", validation_fraction=0.25)
-    evaluator = Distiller(None, student, frames=best["frames"], sampler=best["sampler"], seed=0, metric_capacity=1000)
+    evaluator = Distiller(None, student, k=best["k"], sampler=best["sampler"], seed=0, metric_capacity=1000)
     evaluator.compile()
     scores = evaluator.evaluate(val, verbose=0, return_dict=True)
     assert scores["student_gap"] == pytest.approx(best["quality"], abs=1e-5)

@@ -7,7 +7,7 @@ import pytest
 
 import kdzoo
 from kdzoo.evaluation import evaluate_model
-from kdzoo.models import input_spec
+from kdzoo.models import frame_shape
 from kdzoo.zoo import MissingWeightsError, UnknownModelError, get_registry
 
 SHIPPED = kdzoo.list_models(pretrained=True)
@@ -49,7 +49,7 @@ def test_unknown_name_lists_close_matches():
 def test_design_card_example_builds_the_ten_frame_netvlad_student():
     with pytest.warns(UserWarning, match="untrained"):
         model = kdzoo.load("netvlad_student_k10")
-    assert input_spec(model) == (10, 1152)
+    assert frame_shape(model) == (10, 1152)
     assert model.get_layer("netvlad") is not None
     assert model.output["predictions"].shape[-1] == 3862
 
@@ -63,13 +63,13 @@ def test_yt8m_pretrained_weights_refused_with_training_command():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model = kdzoo.load("hrnn_student_k10.yt8m", weights=None)
-    assert input_spec(model) == (10, 1152)
+    assert frame_shape(model) == (10, 1152)
 
 
 def test_card_of_untrained_entry_has_config_and_command():
     card = kdzoo.model_card("nextvlad_teacher.yt8m")
     assert card["pretrained"] is False
-    assert card["config"]["frames"] == 300
+    assert card["config"]["num_frames"] == 300
     assert card["train_command"].startswith("kdzoo train zoo_configs/nextvlad.yt8m.yaml")
 
 
@@ -82,13 +82,13 @@ def test_shipped_weights_fit_the_size_budget():
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_card_is_complete(name):
     card = kdzoo.model_card(name)
-    for key in ("sha256", "dataset", "frames", "metrics", "params", "flops", "latency_ms_cpu_batch1",
+    for key in ("sha256", "dataset", "num_frames", "metrics", "params", "flops", "latency_ms_cpu_batch1",
                 "command", "commit", "license", "attribution"):
         assert card.get(key) is not None, key
     assert card["license"] == "CC BY 4.0"
     assert card["metrics"]["eval"]["videos"] == 20371
-    if card["role"] == "student" and card.get("elastic_frames"):
-        low, high = card["elastic_frames"]
+    if card["role"] == "student" and card.get("elastic_k"):
+        low, high = card["elastic_k"]
         assert sorted(card["curve"], key=int) == [str(k) for k in range(low, high + 1)]
         assert all(set(point) == {"gap", "map", "hit_at_one"} for point in card["curve"].values())
     elif card["role"] == "student":
@@ -104,9 +104,9 @@ def test_shipped_elastic_curve_reproduces_at_a_fixed_budget(name, k, audioset_di
     """`load(name, k=k)` fixes the budget; the card's curve point re-evaluates within 0.005."""
     card = kdzoo.model_card(name)
     model = kdzoo.load(name, weights="pretrained", k=k)
-    assert input_spec(model)[0] == k
+    assert frame_shape(model)[0] == k
     expected = card["curve_subset"][str(k)]
-    got = evaluate_model(model, str(audioset_dir / "eval-*.tfrecord"), "audioset", frames=k,
+    got = evaluate_model(model, str(audioset_dir / "eval-*.tfrecord"), "audioset", k=k,
                          sampler=card["sampler"], take=1024)
     for metric in ("gap", "map", "hit_at_one"):
         assert got[metric] == pytest.approx(expected[metric], abs=0.005), metric
@@ -118,8 +118,8 @@ def test_shipped_card_subset_metrics_reproduce(name, audioset_dir):
     card = kdzoo.model_card(name)
     model = kdzoo.load(name, weights="pretrained")
     expected = card["metrics"]["eval_subset"]
-    frames = card["frames"] if card["role"] == "student" else None
-    got = evaluate_model(model, str(audioset_dir / "eval-*.tfrecord"), "audioset", frames=frames,
+    k = card["num_frames"] if card["role"] == "student" else None
+    got = evaluate_model(model, str(audioset_dir / "eval-*.tfrecord"), "audioset", k=k,
                          sampler=card["sampler"] or "uniform", take=expected["videos"])
     for metric in ("gap", "map", "hit_at_one"):
         assert got[metric] == pytest.approx(expected[metric], abs=0.005), metric
@@ -130,8 +130,8 @@ def test_shipped_card_subset_metrics_reproduce(name, audioset_dir):
 def test_shipped_card_full_eval_reproduces(name, audioset_dir):
     card = kdzoo.model_card(name)
     model = kdzoo.load(name, weights="pretrained")
-    frames = card["frames"] if card["role"] == "student" else None
-    got = evaluate_model(model, str(audioset_dir / "eval-*.tfrecord"), "audioset", frames=frames,
+    k = card["num_frames"] if card["role"] == "student" else None
+    got = evaluate_model(model, str(audioset_dir / "eval-*.tfrecord"), "audioset", k=k,
                          sampler=card["sampler"] or "uniform")
     assert got["videos"] == 20371
     for metric in ("gap", "map", "hit_at_one"):
@@ -140,7 +140,7 @@ def test_shipped_card_full_eval_reproduces(name, audioset_dir):
 
 def test_load_pair_returns_teacher_and_student():
     teacher, student = kdzoo.load_pair("hrnn", 6, dataset="yt8m", weights=None)
-    assert input_spec(teacher) == (300, 1152)
-    assert input_spec(student) == (6, 1152)
+    assert frame_shape(teacher) == (300, 1152)
+    assert frame_shape(student) == (6, 1152)
     x = {"frames": np.zeros((1, 6, 1152), "float32"), "mask": np.ones((1, 6), "float32")}
     assert student(x)["predictions"].shape == (1, 3862)

@@ -15,7 +15,7 @@ def raw(**extra):
     config = {
         "family": "hrnn",
         "dataset": "audioset",
-        "frames": [1, 2, 3, 5],
+        "k": [1, 2, 3, 5],
         "model": {"aggregator": {"units": 8, "block_size": 5, "cell": "gru"}, "head": {"num_mixtures": 1}},
     }
     config.update(extra)
@@ -32,7 +32,7 @@ def test_student_overrides_merge_into_the_aggregator_and_head():
 
 def test_per_student_overrides_apply_to_their_k_only():
     config = ZooConfig.from_dict(raw(students={1: {"aggregator": {"block_size": 1}}, 2: {"aggregator": {"block_size": 2}}}))
-    blocks = {k: config.model_config("student", k)["aggregator"]["block_size"] for k in config.frames}
+    blocks = {k: config.model_config("student", k)["aggregator"]["block_size"] for k in config.ks}
     assert blocks == {1: 1, 2: 2, 3: 5, 5: 5}
     assert config.model_config("teacher")["aggregator"]["block_size"] == 5
     with pytest.raises(ValueError, match="'students' to map student frame counts"):
@@ -43,7 +43,7 @@ def test_hrnn_students_with_a_block_of_k_cost_less_for_smaller_k():
     blocks = {k: {"aggregator": {"block_size": k}} for k in (1, 2, 3)}
     config = ZooConfig.from_dict(raw(students=blocks))
     plain = ZooConfig.from_dict(raw())
-    cost = {k: profiling.flops(build_model(config.model_config("student", k))) for k in config.frames}
+    cost = {k: profiling.flops(build_model(config.model_config("student", k))) for k in config.ks}
     assert cost[1] < cost[2] < cost[3] < cost[5]
     # Without the override every k <= 5 pads to one block of 5 and costs the same.
     same = {profiling.flops(build_model(plain.model_config("student", k))) for k in (1, 2, 3, 5)}

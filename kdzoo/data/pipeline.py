@@ -339,9 +339,9 @@ def make_dataset(
     seed: int | None = None,
     repeat: bool | int = False,
     drop_remainder: bool = False,
-    student_frames: int | None = None,
+    k: int | None = None,
     sampler: str = "uniform",
-    training: bool = False,
+    fresh_seeds: bool = False,
     include_ids: bool = False,
     num_parallel_reads: int = tf.data.AUTOTUNE,
     cache: bool | str = False,
@@ -353,7 +353,7 @@ def make_dataset(
 
     inputs: {"frames": float32 (B, max_frames, D) zero-padded, "mask": float32
     (B, max_frames)}, plus "student_frames" (B, k, D) / "student_mask" (B, k)
-    when ``student_frames=k`` (picked by ``kdzoo.sampling`` with ``sampler``),
+    when ``k`` is given (picked by ``kdzoo.sampling`` with ``sampler``),
     plus "id" (B,) strings when ``include_ids``.  labels: float32 (B, num_classes).
 
     ``subset="train"``/``"validation"`` splits the files into two disjoint parts
@@ -363,7 +363,7 @@ def make_dataset(
     Videos with 0 frames are skipped.  ``take`` keeps the first N (non-empty)
     videos; ``cache`` is True (memory) or a file path; ``repeat`` is True
     (forever) or a count.  The student's frames come from
-    `kdzoo.sampling.sample_frames` and its seed rule: with ``training=True``
+    `kdzoo.sampling.sample_frames` and its seed rule: with ``fresh_seeds=True``
     batch n draws with ``(seed, n)`` (a fresh seed per run when ``seed=None``);
     otherwise with ``(seed or the default, 0)``, the same frames on every run.  Order is
     deterministic when ``shuffle=False``.  Wrap iteration in
@@ -377,8 +377,8 @@ def make_dataset(
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}.")
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
-    if student_frames is not None:
-        student_frames = sampling.check_k(student_frames, sampler)
+    if k is not None:
+        k = sampling.check_k(k, sampler)
 
     ds = _read_files(files, shuffle, seed, num_parallel_reads)
     ds = ds.map(lambda f, i, r: parse_example(r, spec, f, i), num_parallel_calls=tf.data.AUTOTUNE,
@@ -399,19 +399,19 @@ def make_dataset(
         ds = ds.repeat(int(repeat))
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
-    if student_frames is not None:
-        base = sampling.base_seed(seed, fresh=training)
+    if k is not None:
+        base = sampling.base_seed(seed, fresh=fresh_seeds)
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.counter()))
 
         def add_student(batch, step):
-            fk, mk = sampling.sample_frames(batch["frames"], batch["mask"], student_frames, sampler, seed=base,
-                                            step=step if training else None)
+            fk, mk = sampling.sample_frames(batch["frames"], batch["mask"], k, sampler, seed=base,
+                                            step=step if fresh_seeds else None)
             return {**batch, "student_frames": fk, "student_mask": mk}
 
         ds = ds.map(add_student, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
 
     def split(batch):
-        inputs = {k: v for k, v in batch.items() if k not in ("labels", "id")}
+        inputs = {key: v for key, v in batch.items() if key not in ("labels", "id")}
         if include_ids:
             inputs["id"] = batch["id"]
         return inputs, batch["labels"]

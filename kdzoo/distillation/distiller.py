@@ -26,7 +26,7 @@ from keras import ops
 from kdzoo import metrics as kd_metrics
 from kdzoo import sampling
 from kdzoo.distillation import losses as kd_losses
-from kdzoo.models import embedding_size, input_spec
+from kdzoo.models import embedding_size, frame_shape
 
 MODES = ("serial", "parallel")
 METRICS = ("gap", "hit_at_one", "perr", "map")
@@ -40,16 +40,16 @@ class Distiller(keras.Model):
     Args:
         teacher: a kdzoo model (see `kdzoo.models.build_model`) that sees all frames,
             or None to train the student on the labels alone.
-        student: a kdzoo model that sees `frames` frames.
-        frames: k, the number of frames the student sees per video; None shows the
-            student every frame (how teachers themselves are trained, with teacher=None).
+        student: a kdzoo model that sees `k` frames.
+        k: the number of frames the student sees per video; None shows the student
+            every frame (how teachers themselves are trained, with teacher=None).
         sampler: how the k frames are chosen at evaluation and prediction
             (`kdzoo.sampling.SAMPLERS`).
         train_sampler: how they are chosen in training steps; None means `sampler`
             (e.g. ``"random"``: a fresh k-subset each step, evaluated ``"uniform"``).
-        train_frames: optional ``(low, high)``: each training step draws its own k
+        train_k: optional ``(low, high)``: each training step draws its own k
             uniformly from ``low..high`` (inclusive) for an elastic student built with
-            ``frames=None``; evaluation and prediction still use ``frames``.
+            ``num_frames=None``; evaluation and prediction still use ``k``.
         mode: ``"serial"`` (frozen teacher) or ``"parallel"`` (joint training).
         ce_weight: weight of the student's L_CE.
         representation_weight: weight of L_rep.
@@ -76,10 +76,10 @@ class Distiller(keras.Model):
         self,
         teacher: keras.Model | None,
         student: keras.Model,
-        frames: int | None,
+        k: int | None,
         sampler: str = "uniform",
         train_sampler: str | None = None,
-        train_frames: Sequence[int] | None = None,
+        train_k: Sequence[int] | None = None,
         mode: str = "serial",
         ce_weight: float = 1.0,
         representation_weight: float = 0.01,
@@ -93,8 +93,8 @@ class Distiller(keras.Model):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        if frames is not None and (not isinstance(frames, int) or isinstance(frames, bool) or frames <= 0):
-            raise ValueError(f"Expected a positive integer frame count k. Received: frames={frames!r}")
+        if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k <= 0):
+            raise ValueError(f"Expected a positive integer frame count k. Received: k={k!r}")
         for name, value in (("sampler", sampler), ("train_sampler", train_sampler or sampler)):
             if value not in sampling.SAMPLERS:
                 raise ValueError(f"Unknown {name} {value!r}. Expected one of {sampling.SAMPLERS}.")
@@ -107,48 +107,46 @@ class Distiller(keras.Model):
         unknown = [m for m in metrics if m not in METRICS]
         if unknown:
             raise ValueError(f"Unknown metrics {unknown}. Expected names from {METRICS}.")
-        student_frames, feature_size = input_spec(student)
-        if train_frames is not None:
-            train_frames = tuple(train_frames)
+        student_num_frames, feature_size = frame_shape(student)
+        if train_k is not None:
+            train_k = tuple(train_k)
             if (
-                len(train_frames) != 2
-                or any(not isinstance(k, int) or isinstance(k, bool) for k in train_frames)
-                or not 1 <= train_frames[0] <= train_frames[1]
+                len(train_k) != 2
+                or any(not isinstance(v, int) or isinstance(v, bool) for v in train_k)
+                or not 1 <= train_k[0] <= train_k[1]
             ):
+                raise ValueError(f"Expected train_k=(low, high) with 1 <= low <= high. Received: train_k={train_k!r}")
+            if student_num_frames is not None:
                 raise ValueError(
-                    f"Expected train_frames=(low, high) with 1 <= low <= high. Received: train_frames={train_frames!r}"
+                    f"An elastic student (train_k={train_k}) must be built with num_frames=None; "
+                    f"this one was built for {student_num_frames} frames."
                 )
-            if student_frames is not None:
-                raise ValueError(
-                    f"An elastic student (train_frames={train_frames}) must be built with frames=None; "
-                    f"this one was built for {student_frames} frames."
-                )
-        if frames is None and teacher is not None:
-            raise ValueError("A student distilled from a teacher needs a frame count k (frames=...).")
-        if student_frames is not None and frames is not None and student_frames != frames:
+        if k is None and teacher is not None:
+            raise ValueError("A student distilled from a teacher needs a frame count k (k=...).")
+        if student_num_frames is not None and k is not None and student_num_frames != k:
             raise ValueError(
-                f"The student was built for {student_frames} frames but the Distiller samples "
-                f"frames={frames}. Build the student with frames={frames} or frames=None."
+                f"The student was built for {student_num_frames} frames but the Distiller samples "
+                f"k={k}. Build the student with num_frames={k} or num_frames=None."
             )
         if teacher is not None:
-            teacher_frames, teacher_features = input_spec(teacher)
+            teacher_num_frames, teacher_features = frame_shape(teacher)
             if teacher_features != feature_size:
                 raise ValueError(
                     f"Teacher and student expect different frame widths: teacher {teacher_features}, "
                     f"student {feature_size}."
                 )
-            if teacher_frames is not None and frames > teacher_frames:
+            if teacher_num_frames is not None and k > teacher_num_frames:
                 raise ValueError(
-                    f"The student's k={frames} frames exceed the teacher's {teacher_frames} frames; "
+                    f"The student's k={k} frames exceed the teacher's {teacher_num_frames} frames; "
                     "k must be at most the teacher's frame count."
                 )
             teacher.trainable = mode == "parallel"
         self.teacher = teacher
         self.student = student
-        self.frames = frames
+        self.k = k
         self.sampler = sampler
         self.train_sampler = train_sampler or sampler
-        self.train_frames = train_frames
+        self.train_k = train_k
         self.mode = mode
         self.ce_weight = float(ce_weight)
         self.representation_weight = float(representation_weight)
@@ -213,7 +211,7 @@ class Distiller(keras.Model):
             raise ValueError(
                 f"Expected frames of shape (batch, frames, {self.feature_size}). Received: {tuple(frames.shape)}"
             )
-        largest = self.frames if self.train_frames is None else max(self.frames or 0, self.train_frames[1])
+        largest = self.k if self.train_k is None else max(self.k or 0, self.train_k[1])
         if frames.shape[1] is not None and self.teacher is not None and largest > frames.shape[1]:
             raise ValueError(
                 f"The student's k={largest} exceeds the {frames.shape[1]} frames in the batch."
@@ -240,18 +238,18 @@ class Distiller(keras.Model):
         step = None
         if training and getattr(self, "optimizer", None) is not None:
             step = self.optimizer.iterations
-        k = self.frames
-        if training and self.train_frames is not None:
-            k = self.draw_frames(step)
+        k = self.k
+        if training and self.train_k is not None:
+            k = self.draw_k(step)
         k_frames, k_mask = sampling.sample_frames(frames, mask, k, sampler, seed=self.seed, step=step)
         return {"frames": k_frames, "mask": k_mask}
 
-    def draw_frames(self, step=None) -> tf.Tensor:
-        """The k of one elastic training step: uniform in ``train_frames``, keyed by (seed, step).
+    def draw_k(self, step=None) -> tf.Tensor:
+        """The k of one elastic training step: uniform in ``train_k``, keyed by (seed, step).
 
         The draw uses a seed independent of the frame sampler's (its seed + 1).
         """
-        low, high = self.train_frames
+        low, high = self.train_k
         seed = sampling.seed_pair(self.seed + 1, None if step is None else tf.cast(step, tf.int64))
         return tf.random.stateless_uniform([], seed=seed, minval=low, maxval=high + 1, dtype=tf.int32)
 
@@ -358,10 +356,10 @@ class Distiller(keras.Model):
             {
                 "teacher": None if self.teacher is None else keras.saving.serialize_keras_object(self.teacher),
                 "student": keras.saving.serialize_keras_object(self.student),
-                "frames": self.frames,
+                "k": self.k,
                 "sampler": self.sampler,
                 "train_sampler": self.train_sampler,
-                "train_frames": None if self.train_frames is None else list(self.train_frames),
+                "train_k": None if self.train_k is None else list(self.train_k),
                 "mode": self.mode,
                 "ce_weight": self.ce_weight,
                 "representation_weight": self.representation_weight,

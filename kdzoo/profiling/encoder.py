@@ -193,11 +193,11 @@ def _structured(encoder: keras.Model, flat: Sequence):
     return keras.tree.pack_sequence_as(structure, list(flat))
 
 
-def random_frames(encoder: keras.Model, frames: int, seed: int = 0):
-    """Random float32 input for `frames` frames, structured as the encoder's call takes it."""
+def random_frames(encoder: keras.Model, num_frames: int, seed: int = 0):
+    """Random float32 input for `num_frames` frames, structured as the encoder's call takes it."""
     rng = np.random.default_rng(seed)
     flat = [
-        tf.constant(rng.standard_normal((frames, *spec.shape), dtype=np.float32)) for spec in frame_specs(encoder)
+        tf.constant(rng.standard_normal((num_frames, *spec.shape), dtype=np.float32)) for spec in frame_specs(encoder)
     ]
     return _structured(encoder, flat)
 
@@ -227,24 +227,24 @@ def tf_profiler_encoder_flops(encoder: keras.Model) -> int:
 
 def encoder_latency(
     encoder: keras.Model,
-    frames: int,
+    num_frames: int,
     warmup: int = 1,
     repeats: int = 5,
     seed: int = 0,
 ) -> dict:
-    """Wall-clock time of the encoder on `frames` frames in one call (one batch of frames).
+    """Wall-clock time of the encoder on `num_frames` frames in one call (one batch of frames).
 
     Returns:
-        ``{"median_ms", "min_ms", "per_frame_ms", "frames", "repeats"}``.
+        ``{"median_ms", "min_ms", "per_frame_ms", "num_frames", "repeats"}``.
     """
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        raise ValueError(f"Expected a positive integer `frames`. Received: frames={frames!r}")
+    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+        raise ValueError(f"Expected a positive integer `num_frames`. Received: num_frames={num_frames!r}")
 
     @tf.function(reduce_retracing=True)
     def forward(x):
         return encoder(x, training=False)
 
-    inputs = random_frames(encoder, frames, seed)
+    inputs = random_frames(encoder, num_frames, seed)
     times = []
     for i in range(warmup + repeats):
         start = time.perf_counter()
@@ -256,8 +256,8 @@ def encoder_latency(
     return {
         "median_ms": median,
         "min_ms": float(ms.min()),
-        "per_frame_ms": median / frames,
-        "frames": int(frames),
+        "per_frame_ms": median / num_frames,
+        "num_frames": int(num_frames),
         "repeats": int(repeats),
     }
 
@@ -305,7 +305,7 @@ def encoder_cost(
                           "repeats": repeats}
         else:
             latency[m] = {"ms": m * chunk["per_frame_ms"], "method": "composed",
-                          "frames_per_call": chunk["frames"], "repeats": repeats}
+                          "frames_per_call": chunk["num_frames"], "repeats": repeats}
     return {
         "name": encoder.name,
         "params": encoder_params(encoder),
@@ -336,7 +336,7 @@ def end_to_end(report: Mapping, encoder: keras.Model | Mapping | None, **encoder
     """
     batches = [int(b) for b in report["ratios"]["latency"]]
     roles = ("teacher", "student")
-    counts = [report[r]["frames"] * b for r in roles for b in batches]
+    counts = [report[r]["num_frames"] * b for r in roles for b in batches]
     if isinstance(encoder, keras.Model):
         enc = encoder_cost(encoder, counts, **encoder_kwargs)
     else:
@@ -346,11 +346,11 @@ def end_to_end(report: Mapping, encoder: keras.Model | Mapping | None, **encoder
             raise ValueError(f"The encoder cost has no timing for {missing} frames; measure it with these counts.")
     out = {"encoder": enc}
     for role in roles:
-        n = report[role]["frames"]
+        n = report[role]["num_frames"]
         agg = report[role]["latency"]
         enc_flops = n * enc["flops_per_frame"] if enc else 0
         out[role] = {
-            "frames": n,
+            "num_frames": n,
             "flops": report[role]["flops"] + enc_flops,
             "encoder_flops": enc_flops,
             "latency": {
@@ -361,7 +361,7 @@ def end_to_end(report: Mapping, encoder: keras.Model | Mapping | None, **encoder
     t, s = out["teacher"], out["student"]
     out["ratios"] = {
         "flops": s["flops"] / t["flops"],
-        "frames": s["frames"] / t["frames"],
+        "num_frames": s["num_frames"] / t["num_frames"],
         "latency": {b: s["latency"][b] / t["latency"][b] for b in t["latency"]},
     }
     return out
@@ -369,7 +369,7 @@ def end_to_end(report: Mapping, encoder: keras.Model | Mapping | None, **encoder
 
 def card_cost(
     model: keras.Model,
-    frames: int,
+    num_frames: int,
     encoder: keras.Model | None,
     encoder_name: str | None = None,
     latency_repeats: int = 20,
@@ -388,21 +388,21 @@ def card_cost(
     from kdzoo.profiling.flops import flops as model_flops, params as model_params
     from kdzoo.profiling.latency import latency
 
-    lat = latency(model, frames=frames, batch=1, repeats=latency_repeats)
+    lat = latency(model, num_frames=num_frames, batch=1, repeats=latency_repeats)
     block = {
         "params": int(model_params(model)),
-        "flops": int(model_flops(model, frames=frames)),
+        "flops": int(model_flops(model, num_frames=num_frames)),
         "latency_ms_cpu_batch1": round(float(lat["median_ms"]), 3),
     }
     if encoder is not None:
-        enc = encoder_cost(encoder, [frames])
+        enc = encoder_cost(encoder, [num_frames])
         block["end_to_end"] = {
             "encoder": encoder_name or enc["name"],
             "encoder_params": enc["params"],
             "encoder_flops_per_frame": enc["flops_per_frame"],
-            "flops": block["flops"] + enc["flops"][frames],
-            "latency_ms_cpu_batch1": round(block["latency_ms_cpu_batch1"] + enc["latency"][frames]["ms"], 3),
-            "encoder_latency_method": enc["latency"][frames]["method"],
+            "flops": block["flops"] + enc["flops"][num_frames],
+            "latency_ms_cpu_batch1": round(block["latency_ms_cpu_batch1"] + enc["latency"][num_frames]["ms"], 3),
+            "encoder_latency_method": enc["latency"][num_frames]["method"],
             "note": enc["note"],
         }
     return block

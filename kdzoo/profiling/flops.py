@@ -148,10 +148,10 @@ def _run_masked_flops(rnns, sequences: int, steps: int, input_dim: int) -> dict[
 # ------------------------------------------------------------------ per-layer costs
 
 
-def _netvlad(layer: kd_layers.NetVLAD, frames: int) -> dict[str, int]:
+def _netvlad(layer: kd_layers.NetVLAD, num_frames: int) -> dict[str, int]:
     d = int(layer.cluster_kernel.shape[0])
     k = layer.num_clusters
-    t = frames
+    t = num_frames
     fd = matmul_flops(t, d, k)  # logits
     if layer.assignment_norm is None:
         fd += t * k  # + bias
@@ -170,12 +170,12 @@ def _netvlad(layer: kd_layers.NetVLAD, frames: int) -> dict[str, int]:
     return _cost(fd, head)
 
 
-def _nextvlad(layer: kd_layers.NeXtVLAD, frames: int) -> dict[str, int]:
+def _nextvlad(layer: kd_layers.NeXtVLAD, num_frames: int) -> dict[str, int]:
     d = int(layer.expansion_kernel.shape[0])
     e = layer.expansion * d
     g, k = layer.groups, layer.num_clusters
     gs = e // g
-    t = frames
+    t = num_frames
     fd = matmul_flops(t, d, e) + t * e  # expansion + bias
     fd += matmul_flops(t, e, g) + t * g + SIGMOID_FLOPS * t * g  # attention
     fd += t * g  # * mask
@@ -191,12 +191,12 @@ def _nextvlad(layer: kd_layers.NeXtVLAD, frames: int) -> dict[str, int]:
     return _cost(fd, head)
 
 
-def _recurrent_aggregator(layer: kd_layers.RecurrentAggregator, frames: int, feature_dim: int):
-    return _run_masked_flops(layer.rnn_layers, 1, frames, feature_dim)
+def _recurrent_aggregator(layer: kd_layers.RecurrentAggregator, num_frames: int, feature_dim: int):
+    return _run_masked_flops(layer.rnn_layers, 1, num_frames, feature_dim)
 
 
-def _hierarchical_rnn(layer: kd_layers.HierarchicalRNN, frames: int, feature_dim: int):
-    blocks = math.ceil(frames / layer.block_size)
+def _hierarchical_rnn(layer: kd_layers.HierarchicalRNN, num_frames: int, feature_dim: int):
+    blocks = math.ceil(num_frames / layer.block_size)
     padded = blocks * layer.block_size
     lower = _run_masked_flops([layer.lower_rnn], blocks, layer.block_size, feature_dim)
     # The lower level's once-per-sequence work is once per block: frame dependent.
@@ -206,8 +206,8 @@ def _hierarchical_rnn(layer: kd_layers.HierarchicalRNN, frames: int, feature_dim
     return _add(_add(lower, block_mask), upper)
 
 
-def _frame_pooling(layer: kd_layers.FramePooling, frames: int, feature_dim: int):
-    t, d = frames, feature_dim
+def _frame_pooling(layer: kd_layers.FramePooling, num_frames: int, feature_dim: int):
+    t, d = num_frames, feature_dim
     mean = _cost(2 * t * d + t, 1 + d)  # x*w, sum_t; sum_t w; maximum; divide
     maximum = _cost(2 * t * d + 2 * t, d)  # w > 0, where, max_t, any_t; where
     if layer.mode == "mean":
@@ -248,13 +248,13 @@ def _dense(layer: keras.layers.Dense, rows: int) -> int:
 # ---------------------------------------------------------------------- the walker
 
 
-def _shape_of(tensor, frames: int) -> tuple[int, ...]:
+def _shape_of(tensor, num_frames: int) -> tuple[int, ...]:
     """Shape without the batch axis. In a per-frame tensor ``(batch, frames, features)``
-    the frame axis is `frames` (whatever the static shape says); other `None` axes
-    are also taken as `frames`."""
-    shape = [frames if s is None else int(s) for s in tuple(tensor.shape)[1:]]
+    the frame axis is `num_frames` (whatever the static shape says); other `None` axes
+    are also taken as `num_frames`."""
+    shape = [num_frames if s is None else int(s) for s in tuple(tensor.shape)[1:]]
     if len(shape) == 2:
-        shape[0] = frames
+        shape[0] = num_frames
     return tuple(shape)
 
 
@@ -263,114 +263,114 @@ def _first_input(layer: keras.layers.Layer):
     return node.arguments.args[0] if node.arguments.args else node.input_tensors[0]
 
 
-def _input_frames_and_features(layer, frames: int) -> tuple[int, int]:
-    shape = _shape_of(_first_input(layer), frames)
+def _input_frames_and_features(layer, num_frames: int) -> tuple[int, int]:
+    shape = _shape_of(_first_input(layer), num_frames)
     if len(shape) != 2:
         raise ValueError(f"Expected (frames, features) input for layer {layer.name!r}, got {shape}.")
     return shape
 
 
-def _rows(layer, frames: int) -> int:
+def _rows(layer, num_frames: int) -> int:
     """Number of feature vectors a per-vector layer processes (1 for video-level input)."""
-    return math.prod(_shape_of(_first_input(layer), frames)[:-1])
+    return math.prod(_shape_of(_first_input(layer), num_frames)[:-1])
 
 
-def _layer_cost(layer: keras.layers.Layer, frames: int) -> dict[str, int]:
+def _layer_cost(layer: keras.layers.Layer, num_frames: int) -> dict[str, int]:
     """{"frame_dependent", "head"} FLOPs of one top-level layer of a functional model."""
     if isinstance(layer, keras.Model):
-        return flops_split(layer, frames)
+        return flops_split(layer, num_frames)
     if isinstance(layer, _FREE_LAYERS):
         return _cost()
     if isinstance(layer, kd_layers.NetVLAD):
-        return _netvlad(layer, frames)
+        return _netvlad(layer, num_frames)
     if isinstance(layer, kd_layers.NeXtVLAD):
-        return _nextvlad(layer, frames)
+        return _nextvlad(layer, num_frames)
     if isinstance(layer, kd_layers.HierarchicalRNN):
-        t, d = _input_frames_and_features(layer, frames)
+        t, d = _input_frames_and_features(layer, num_frames)
         return _hierarchical_rnn(layer, t, d)
     if isinstance(layer, kd_layers.RecurrentAggregator):
-        t, d = _input_frames_and_features(layer, frames)
+        t, d = _input_frames_and_features(layer, num_frames)
         return _recurrent_aggregator(layer, t, d)
     if isinstance(layer, kd_layers.FramePooling):
-        t, d = _input_frames_and_features(layer, frames)
+        t, d = _input_frames_and_features(layer, num_frames)
         return _frame_pooling(layer, t, d)
     if isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)):
-        t, d = _input_frames_and_features(layer, frames)
+        t, d = _input_frames_and_features(layer, num_frames)
         return _cost(_rnn_flops(layer, t, d), 0)
     # Per-vector layers: their work scales with frames only if applied per frame.
     if isinstance(layer, kd_layers.ContextGating):
-        rows = _rows(layer, frames)
+        rows = _rows(layer, num_frames)
         flops = _context_gating(layer, rows)
     elif isinstance(layer, kd_layers.MixtureOfExperts):
-        rows = _rows(layer, frames)
+        rows = _rows(layer, num_frames)
         flops = _mixture_of_experts(layer, rows)
     elif isinstance(layer, keras.layers.Dense):
-        rows = _rows(layer, frames)
+        rows = _rows(layer, num_frames)
         flops = _dense(layer, rows)
     elif isinstance(layer, keras.layers.Activation):
-        rows = _rows(layer, frames)
-        width = _shape_of(_first_input(layer), frames)[-1]
+        rows = _rows(layer, num_frames)
+        width = _shape_of(_first_input(layer), num_frames)[-1]
         flops = activation_flops(_activation_name(layer.activation), rows * width)
     elif isinstance(layer, keras.layers.BatchNormalization):
-        shape = _shape_of(_first_input(layer), frames)
+        shape = _shape_of(_first_input(layer), num_frames)
         rows = math.prod(shape[:-1])
         flops = batch_norm_flops(math.prod(shape), shape[-1])
     else:
         raise NotImplementedError(
             f"No FLOP count for layer {layer.name!r} of type {type(layer).__name__}."
         )
-    per_frame = len(_shape_of(_first_input(layer), frames)) > 1
+    per_frame = len(_shape_of(_first_input(layer), num_frames)) > 1
     return _cost(flops, 0) if per_frame else _cost(0, flops)
 
 
-def _resolve_frames(model: keras.Model, frames: int | None) -> int:
-    if frames is None:
+def _resolve_num_frames(model: keras.Model, num_frames: int | None) -> int:
+    if num_frames is None:
         try:
-            frames = model.get_layer("frames").output.shape[1]
+            num_frames = model.get_layer("frames").output.shape[1]
         except ValueError:
-            frames = None
-        if frames is None:
+            num_frames = None
+        if num_frames is None:
             raise ValueError(
-                f"Model {model.name!r} accepts any number of frames; pass `frames`."
+                f"Model {model.name!r} accepts any number of frames; pass `num_frames`."
             )
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        raise ValueError(f"Expected a positive integer `frames`. Received: frames={frames!r}")
-    return frames
+    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+        raise ValueError(f"Expected a positive integer `num_frames`. Received: num_frames={num_frames!r}")
+    return num_frames
 
 
-def flops_breakdown_split(model: keras.Model, frames: int | None = None) -> dict[str, dict[str, int]]:
+def flops_breakdown_split(model: keras.Model, num_frames: int | None = None) -> dict[str, dict[str, int]]:
     """Per-layer ``{"frame_dependent", "head"}`` FLOPs (one video)."""
-    frames = _resolve_frames(model, frames)
-    return {layer.name: _layer_cost(layer, frames) for layer in model.layers}
+    num_frames = _resolve_num_frames(model, num_frames)
+    return {layer.name: _layer_cost(layer, num_frames) for layer in model.layers}
 
 
-def flops_breakdown(model: keras.Model, frames: int | None = None) -> dict[str, int]:
-    """FLOPs per top-level layer name for one video of `frames` frames."""
+def flops_breakdown(model: keras.Model, num_frames: int | None = None) -> dict[str, int]:
+    """FLOPs per top-level layer name for one video of `num_frames` frames."""
     return {
         name: cost["frame_dependent"] + cost["head"]
-        for name, cost in flops_breakdown_split(model, frames).items()
+        for name, cost in flops_breakdown_split(model, num_frames).items()
     }
 
 
-def flops_split(model: keras.Model, frames: int | None = None) -> dict[str, int]:
+def flops_split(model: keras.Model, num_frames: int | None = None) -> dict[str, int]:
     """``{"frame_dependent": ..., "head": ...}``: work that scales with the frame count
     (per-frame / per-block aggregator work) vs the once-per-video head (aggregator
     normalisation and projection, hidden layer, context gating, MoE)."""
     total = _cost()
-    for cost in flops_breakdown_split(model, frames).values():
+    for cost in flops_breakdown_split(model, num_frames).values():
         total = _add(total, cost)
     return total
 
 
-def flops(model: keras.Model, frames: int | None = None) -> int:
+def flops(model: keras.Model, num_frames: int | None = None) -> int:
     """Analytic FLOPs of one forward pass of a kdzoo model on one video (batch 1).
 
     Args:
         model: a model from `kdzoo.models.build_model` (or any functional model made of
             the layer types handled here; unknown types raise `NotImplementedError`).
-        frames: frames per video; defaults to the model's static input frame count.
+        num_frames: frames per video; defaults to the model's static input frame count.
     """
-    split = flops_split(model, frames)
+    split = flops_split(model, num_frames)
     return split["frame_dependent"] + split["head"]
 
 
@@ -426,7 +426,7 @@ class _CountEinsum:
 
 
 def tf_profiler_flops(
-    model: keras.Model, frames: int | None = None, count_einsum: bool = False
+    model: keras.Model, num_frames: int | None = None, count_einsum: bool = False
 ) -> int:
     """FLOPs of one video (batch 1) as TensorFlow's graph profiler counts them.
 
@@ -464,7 +464,7 @@ def tf_profiler_flops(
         convert_variables_to_constants_v2,
     )
 
-    frames = _resolve_frames(model, frames)
+    num_frames = _resolve_num_frames(model, num_frames)
     feature_dim = int(model.get_layer("frames").output.shape[-1])
 
     @tf.function
@@ -472,8 +472,8 @@ def tf_profiler_flops(
         return model({"frames": frames_in, "mask": mask_in}, training=False)
 
     concrete = forward.get_concrete_function(
-        tf.TensorSpec((1, frames, feature_dim), tf.float32),
-        tf.TensorSpec((1, frames), tf.float32),
+        tf.TensorSpec((1, num_frames, feature_dim), tf.float32),
+        tf.TensorSpec((1, num_frames), tf.float32),
     )
     graph = convert_variables_to_constants_v2(concrete).graph
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kdzoo.profiling.flops import _resolve_frames, flops, params
+from kdzoo.profiling.flops import _resolve_num_frames, flops, params
 
 
 def device_name() -> str:
@@ -29,12 +29,12 @@ def _compiled_forward(model: keras.Model):
     return forward
 
 
-def _random_inputs(model: keras.Model, frames: int, batch: int, seed: int) -> dict:
+def _random_inputs(model: keras.Model, num_frames: int, batch: int, seed: int) -> dict:
     feature_dim = int(model.get_layer("frames").output.shape[-1])
     rng = np.random.default_rng(seed)
     return {
-        "frames": tf.constant(rng.standard_normal((batch, frames, feature_dim), dtype=np.float32)),
-        "mask": tf.ones((batch, frames), tf.float32),
+        "frames": tf.constant(rng.standard_normal((batch, num_frames, feature_dim), dtype=np.float32)),
+        "mask": tf.ones((batch, num_frames), tf.float32),
     }
 
 
@@ -66,7 +66,7 @@ def _check_counts(warmup: int, repeats: int) -> None:
 
 def latency(
     model: keras.Model,
-    frames: int | None = None,
+    num_frames: int | None = None,
     batch: int = 1,
     warmup: int = 3,
     repeats: int = 20,
@@ -78,16 +78,16 @@ def latency(
     ones on the same batch.
 
     Returns:
-        ``{"median_ms", "p90_ms", "min_ms", "batch", "frames", "device"}``.
+        ``{"median_ms", "p90_ms", "min_ms", "batch", "num_frames", "device"}``.
     """
-    frames = _resolve_frames(model, frames)
+    num_frames = _resolve_num_frames(model, num_frames)
     _check_counts(warmup, repeats)
     forward = _compiled_forward(model)
-    inputs = _random_inputs(model, frames, batch, seed)
+    inputs = _random_inputs(model, num_frames, batch, seed)
     for _ in range(warmup):
         _run_once(forward, inputs)
     times = [_run_once(forward, inputs) for _ in range(repeats)]
-    return {**_summary(times), "batch": int(batch), "frames": int(frames), "device": device_name()}
+    return {**_summary(times), "batch": int(batch), "num_frames": int(num_frames), "device": device_name()}
 
 
 def _per_batch(value, batch: int, name: str) -> int:
@@ -101,9 +101,9 @@ def _per_batch(value, batch: int, name: str) -> int:
 def compare(
     teacher: keras.Model,
     student: keras.Model,
-    student_frames: int | None = None,
+    k: int | None = None,
     batches: Sequence[int] = (1, 64),
-    teacher_frames: int | None = None,
+    teacher_num_frames: int | None = None,
     warmup: int = 3,
     repeats: int | Mapping[int, int] = 20,
     seed: int = 0,
@@ -115,9 +115,9 @@ def compare(
     alike.
 
     Args:
-        teacher: kdzoo model that sees `teacher_frames` frames (default: its input
+        teacher: kdzoo model that sees `teacher_num_frames` frames (default: its input
             frame count).
-        student: kdzoo model that sees `student_frames` frames (default: its input
+        student: kdzoo model that sees `k` frames (default: its input
             frame count).
         batches: batch sizes to time.
         warmup: untimed passes per model and batch.
@@ -126,23 +126,23 @@ def compare(
 
     Returns:
         ``{"teacher": {...}, "student": {...}, "ratios": {...}}`` where each model entry
-        holds ``frames``, ``flops``, ``flops_split``, ``params`` and ``latency``
+        holds ``num_frames``, ``flops``, ``flops_split``, ``params`` and ``latency``
         (``{batch: latency dict}``), and ``ratios`` holds student/teacher ``flops``,
         ``params`` and ``latency`` (``{batch: median ratio}``).
     """
     from kdzoo.profiling.flops import flops_split
 
     models = {"teacher": teacher, "student": student}
-    frames = {
-        "teacher": _resolve_frames(teacher, teacher_frames),
-        "student": _resolve_frames(student, student_frames),
+    num_frames = {
+        "teacher": _resolve_num_frames(teacher, teacher_num_frames),
+        "student": _resolve_num_frames(student, k),
     }
     report = {
         role: {
             "name": model.name,
-            "frames": frames[role],
-            "flops": flops(model, frames[role]),
-            "flops_split": flops_split(model, frames[role]),
+            "num_frames": num_frames[role],
+            "flops": flops(model, num_frames[role]),
+            "flops_split": flops_split(model, num_frames[role]),
             "params": params(model),
             "latency": {},
         }
@@ -154,7 +154,7 @@ def compare(
         count = _per_batch(repeats, batch, "repeats")
         _check_counts(warmup, count)
         inputs = {
-            role: _random_inputs(models[role], frames[role], batch, seed) for role in models
+            role: _random_inputs(models[role], num_frames[role], batch, seed) for role in models
         }
         for role in models:
             for _ in range(warmup):
@@ -168,7 +168,7 @@ def compare(
             report[role]["latency"][batch] = {
                 **_summary(times[role]),
                 "batch": int(batch),
-                "frames": frames[role],
+                "num_frames": num_frames[role],
                 "device": device,
             }
     t, s = report["teacher"], report["student"]

@@ -8,14 +8,14 @@ import pathlib
 import keras
 import tensorflow as tf
 
-from kdzoo.profiling.flops import _resolve_frames
+from kdzoo.profiling.flops import _resolve_num_frames
 from kdzoo.profiling.latency import _compiled_forward, _random_inputs
 
 
 def write_trace(
     model: keras.Model,
     logdir: str | os.PathLike,
-    frames: int | None = None,
+    num_frames: int | None = None,
     batch: int = 8,
     steps: int = 5,
     run: str | None = None,
@@ -27,7 +27,7 @@ def write_trace(
     Give the teacher and the student different `run` names under one `logdir` so
     that ``tensorboard --logdir <logdir>`` lists them as separate runs, e.g.
     ``write_trace(teacher, "traces", run="teacher")`` and
-    ``write_trace(student, "traces", frames=10, run="student")``.
+    ``write_trace(student, "traces", num_frames=10, run="student")``.
 
     One untraced pass runs first, so tracing of the `tf.function` is not profiled.
     Only one profiler session can be active per process.
@@ -37,12 +37,12 @@ def write_trace(
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"Expected a positive integer `steps`. Received: {steps!r}")
-    frames = _resolve_frames(model, frames)
+    num_frames = _resolve_num_frames(model, num_frames)
     directory = pathlib.Path(logdir) / run if run else pathlib.Path(logdir)
     directory.mkdir(parents=True, exist_ok=True)
     before = set(directory.glob("plugins/profile/*/*.xplane.pb"))
     forward = _compiled_forward(model)
-    inputs = _random_inputs(model, frames, batch, seed)
+    inputs = _random_inputs(model, num_frames, batch, seed)
     tf.nest.map_structure(lambda t: t.numpy(), forward(inputs))  # trace + warm up
     tf.profiler.experimental.start(str(directory))
     try:

@@ -26,7 +26,7 @@ def curve_trials(
         lam: weight of the cost term.
 
     Returns:
-        Records with ``trial_id`` (``"k<k>"``), ``status``, ``frames``, ``sampler``,
+        Records with ``trial_id`` (``"k<k>"``), ``status``, ``k``, ``sampler``,
         ``quality`` (eval GAP@20), ``map``, ``flops``, ``flops_ratio`` and ``score``.
     """
     curve = card.get("curve")
@@ -41,7 +41,7 @@ def curve_trials(
         ratio = flops / teacher_flops
         quality = float(curve[key]["gap"])
         rows.append({
-            "trial_id": f"k{k}", "status": "COMPLETED", "frames": k, "sampler": card.get("sampler"),
+            "trial_id": f"k{k}", "status": "COMPLETED", "k": k, "sampler": card.get("sampler"),
             "quality": quality, "map": float(curve[key]["map"]), "flops": flops, "flops_ratio": ratio,
             "score": quality - lam * ratio,
         })

@@ -17,7 +17,7 @@ from typing import Any
 from kdzoo.zoo import artifacts
 
 CSV_COLUMNS = (
-    "trial_id", "status", "frames", "sampler", "learning_rate", "representation_weight",
+    "trial_id", "status", "k", "sampler", "learning_rate", "representation_weight",
     "prediction_weight", "quality", "flops", "flops_ratio", "score", "on_front",
 )
 
@@ -113,7 +113,7 @@ def _plot(rows, front, best, path: pathlib.Path, title: str, doc: Mapping[str, A
     ax.scatter([r["flops"] / scale for r in done], [r["quality"] for r in done], c="tab:gray", s=28,
                label=f"trials ({len(done)})", zorder=2)
     for r in done:
-        ax.annotate(f"k={r.get('frames')} {r.get('sampler', '')}", (r["flops"] / scale, r["quality"]),
+        ax.annotate(f"k={r.get('k')} {r.get('sampler', '')}", (r["flops"] / scale, r["quality"]),
                     textcoords="offset points", xytext=(4, 4), fontsize=7, color="dimgray")
     if front:
         xs = [rows[i]["flops"] / scale for i in front]

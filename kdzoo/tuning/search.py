@@ -5,7 +5,7 @@ A tune config is a zoo config (`kdzoo.zoo.config`) plus a ``tune:`` section::
     tune:
       tuner: bayesian              # bayesian | hyperband | random
       max_trials: 8                # bayesian/random; hyperband sizes itself from `epochs`
-      frames: [1, 2, 3, 5]         # hp.Choice("frames"): the student's k (default: the config's frames)
+      k: [1, 2, 3, 5]              # hp.Choice("k"): the student's frame count (default: the config's k)
       samplers: [uniform, random]  # hp.Choice("sampler") (default: the config's sampler)
       lambda: 0.1                  # weight of the cost term in the objective
       learning_rate: [1e-4, 1e-2]  # hp.Float, log sampling (a number fixes it)
@@ -54,7 +54,7 @@ TUNERS = ("bayesian", "hyperband", "random")
 SEARCH_SUBDIR = "search"
 
 _TUNE_KEYS = {
-    "tuner", "max_trials", "frames", "samplers", "lambda", "learning_rate", "representation_weight",
+    "tuner", "max_trials", "k", "samplers", "lambda", "learning_rate", "representation_weight",
     "prediction_weight", "epochs", "teacher_epochs", "project_name", "seed", "hyperband_factor",
     "batch_size", "tensorboard",
 }
@@ -67,7 +67,7 @@ class TuneSettings:
 
     tuner: str
     max_trials: int
-    frames: tuple[int, ...]
+    ks: tuple[int, ...]
     samplers: tuple[str, ...]
     lam: float
     learning_rate: Any
@@ -84,7 +84,7 @@ class TuneSettings:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["lambda"] = out.pop("lam")
-        out["frames"] = list(self.frames)
+        out["k"] = list(out.pop("ks"))
         out["samplers"] = list(self.samplers)
         return out
 
@@ -131,10 +131,10 @@ def parse_tune_section(raw: Mapping[str, Any] | None, config: ZooConfig) -> Tune
     if tuner not in TUNERS:
         raise ValueError(f"Unknown tuner {tuner!r}. Expected one of {TUNERS}.")
     max_frames = config.spec.max_frames
-    frames = tuple(raw.get("frames") or config.frames)
-    if not frames or any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_frames for k in frames):
-        raise ValueError(f"tune.frames: expected frame counts in 1..{max_frames}. Received: {raw.get('frames')!r}")
-    frames = tuple(sorted(set(frames)))
+    ks = tuple(raw.get("k") or config.ks)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_frames for k in ks):
+        raise ValueError(f"tune.k: expected frame counts in 1..{max_frames}. Received: {raw.get('k')!r}")
+    ks = tuple(sorted(set(ks)))
     samplers = raw.get("samplers") or [config.sampler]
     if isinstance(samplers, str):
         samplers = [samplers]
@@ -159,7 +159,7 @@ def parse_tune_section(raw: Mapping[str, Any] | None, config: ZooConfig) -> Tune
     return TuneSettings(
         tuner=tuner,
         max_trials=positive_int("max_trials", 8),
-        frames=frames,
+        ks=ks,
         samplers=samplers,
         lam=float(lam),
         learning_rate=_check_range("learning_rate", raw.get("learning_rate", [1e-4, 1e-2]), log=True),
@@ -240,7 +240,7 @@ def _distill_kwargs(config: ZooConfig) -> dict[str, Any]:
 class FrameSearchHyperModel(keras_tuner.HyperModel):
     """Builds a compiled `Distiller`: the frozen pretrained teacher and a k-frame student.
 
-    Hyperparameters: ``frames`` (k), ``sampler``, ``learning_rate``,
+    Hyperparameters: ``k``, ``sampler``, ``learning_rate``,
     ``representation_weight``, ``prediction_weight``.
 
     Args:
@@ -261,26 +261,26 @@ class FrameSearchHyperModel(keras_tuner.HyperModel):
         self.teacher_flops = self._profile_flops(teacher, config.spec.max_frames)
 
     @staticmethod
-    def _profile_flops(model: keras.Model, frames: int) -> int:
+    def _profile_flops(model: keras.Model, num_frames: int) -> int:
         from kdzoo import profiling  # cost accounting is optional for the training path
 
-        return int(profiling.flops(model, frames=frames))
+        return int(profiling.flops(model, num_frames=num_frames))
 
-    def student_flops(self, frames: int) -> int:
+    def student_flops(self, k: int) -> int:
         """FLOPs of the k-frame student on one video (cached per k)."""
-        frames = int(frames)
-        if frames not in self._flops:
-            self._flops[frames] = self._profile_flops(build_model(self.config.model_config("student", frames)), frames)
-        return self._flops[frames]
+        k = int(k)
+        if k not in self._flops:
+            self._flops[k] = self._profile_flops(build_model(self.config.model_config("student", k)), k)
+        return self._flops[k]
 
-    def flops_ratio(self, frames: int) -> float:
-        return self.student_flops(frames) / self.teacher_flops
+    def flops_ratio(self, k: int) -> float:
+        return self.student_flops(k) / self.teacher_flops
 
     def declare(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
         """Declares the search space on `hp` and returns this trial's values."""
         s = self.settings
         return {
-            "frames": int(hp.Choice("frames", list(s.frames))),
+            "k": int(hp.Choice("k", list(s.ks))),
             "sampler": hp.Choice("sampler", list(s.samplers)),
             "learning_rate": float(_hp_value(hp, "learning_rate", s.learning_rate)),
             "representation_weight": float(_hp_value(hp, "representation_weight", s.representation_weight)),
@@ -297,9 +297,9 @@ class FrameSearchHyperModel(keras_tuner.HyperModel):
         values = self.declare(hp)
         keras.utils.set_random_seed(self.settings.seed)
         teacher = self.build_teacher()
-        student = build_model(self.config.model_config("student", values["frames"]))
+        student = build_model(self.config.model_config("student", values["k"]))
         distiller = Distiller(
-            teacher, student, frames=values["frames"], sampler=values["sampler"], mode="serial",
+            teacher, student, k=values["k"], sampler=values["sampler"], mode="serial",
             representation_weight=values["representation_weight"], prediction_weight=values["prediction_weight"],
             metric_capacity=self.metric_capacity, seed=self.settings.seed, **_distill_kwargs(self.config),
         )
@@ -307,7 +307,7 @@ class FrameSearchHyperModel(keras_tuner.HyperModel):
         return distiller
 
     def fit(self, hp, model, *args, callbacks=None, **kwargs):
-        ratio = self.flops_ratio(hp.get("frames"))
+        ratio = self.flops_ratio(hp.get("k"))
         callbacks = [TradeoffCallback(ratio, self.settings.lam)] + list(callbacks or [])
         return model.fit(*args, callbacks=callbacks, **kwargs)
 
@@ -360,11 +360,11 @@ def trial_records(tuner: keras_tuner.Tuner, hypermodel: FrameSearchHyperModel) -
         trial = tuner.oracle.trials[trial_id]
         values = trial.hyperparameters.values
         record: dict[str, Any] = {"trial_id": trial_id, "status": str(trial.status)}
-        for key in ("frames", "sampler", "learning_rate", "representation_weight", "prediction_weight"):
+        for key in ("k", "sampler", "learning_rate", "representation_weight", "prediction_weight"):
             record[key] = values.get(key)
         if "tuner/epochs" in values:
             record["epochs"] = values["tuner/epochs"]
-        k = values.get("frames")
+        k = values.get("k")
         flops = hypermodel.student_flops(k) if k is not None else None
         ratio = flops / hypermodel.teacher_flops if flops is not None else None
         score = trial.score if trial.status == "COMPLETED" else None
@@ -407,14 +407,14 @@ def save_best_student(
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         distiller = tuner.load_model(trial)
     student = distiller.student
-    k = int(best["frames"])
+    k = int(best["k"])
     name = f"{config.student_name(k)}.{config.dataset}-tuned"
     directory = pathlib.Path(out_dir) / name
     meta = dict(_metadata_base(config, data_dir, command))
     meta.update({
         "name": name,
         "role": "student",
-        "frames": k,
+        "num_frames": k,
         "sampler": best["sampler"],
         "teacher": f"{config.teacher_name()}.{config.dataset}",
         "distillation": dict(_distill_kwargs(config), mode="serial",

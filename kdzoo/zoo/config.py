@@ -2,14 +2,14 @@
 
 A zoo config (``zoo_configs/<family>.<dataset>.yaml``) is the single source of truth for
 the models it names: ``<family>_teacher.<dataset>`` and ``<family>_student_k<k>.<dataset>``
-for every k in ``frames``. Keys::
+for every k in ``k``. Keys::
 
     family: netvlad                 # kdzoo.models.FAMILIES
     dataset: audioset               # a kdzoo.data preset, also the name's tag
-    frames: [1, 2, 3, 5]            # the students' k
+    k: [1, 2, 3, 5]                 # the students' frame counts k
     sampler: uniform                # kdzoo.sampling.SAMPLERS: how a student's k frames are chosen at evaluation
     train_sampler: random           # optional: how they are chosen in training steps (default: sampler)
-    elastic: {frames: [1, 10]}      # optional: also train <family>_student_elastic (k drawn per step)
+    elastic: {k: [1, 10]}           # optional: also train <family>_student_elastic (k drawn per step)
     model: {...}                    # build_model keys shared by teacher and students
     teacher: {...}                  # overrides for the teacher
     student: {...}                  # overrides for the students
@@ -50,12 +50,12 @@ TRAINING_DEFAULTS = {
     "patience": 3,
     "warmup_epochs": 0,  # > 0: linear warm-up then cosine decay of the learning rate
     "seed": 0,
-    "seeds": None,  # e.g. [0, 1, 2]: the students in seed_frames are trained once per seed
-    "seed_frames": [],
+    "seeds": None,  # e.g. [0, 1, 2]: the students whose k is in seed_k are trained once per seed
+    "seed_k": [],
 }
 
 _KEYS = {
-    "family", "dataset", "frames", "sampler", "train_sampler", "elastic", "model", "teacher", "student", "students", "distillation", "training",
+    "family", "dataset", "k", "sampler", "train_sampler", "elastic", "model", "teacher", "student", "students", "distillation", "training",
     "data",
 }
 # Model keys whose overrides are merged key by key instead of replaced.
@@ -81,7 +81,7 @@ class ZooConfig:
     family: str
     dataset: str
     spec: DatasetSpec
-    frames: tuple[int, ...]
+    ks: tuple[int, ...]  # the students' k (YAML key ``k``)
     sampler: str
     train_sampler: str
     elastic: tuple[int, int] | None
@@ -100,6 +100,8 @@ class ZooConfig:
         if not isinstance(raw, Mapping):
             raise ValueError(f"Expected a mapping at the top of the zoo config{where}.")
         unknown = set(raw) - _KEYS - _OTHER_TOOLS_KEYS
+        if "frames" in unknown:
+            raise ValueError(f"The zoo config key 'frames' is now 'k' (the students' frame counts){where}.")
         if unknown:
             raise ValueError(f"Unknown zoo config keys {sorted(unknown)}{where}. Expected {sorted(_KEYS)}.")
         family = raw.get("family")
@@ -107,11 +109,11 @@ class ZooConfig:
             raise ValueError(f"Unknown family {family!r}{where}. Expected one of {FAMILIES}.")
         dataset = raw.get("dataset")
         spec = get_spec(dataset)
-        frames = tuple(raw.get("frames") or ())
-        if not frames or any(not isinstance(k, int) or k <= 0 or k > spec.max_frames for k in frames):
+        ks = tuple(raw.get("k") or ())
+        if not ks or any(not isinstance(k, int) or isinstance(k, bool) or not 0 < k <= spec.max_frames for k in ks):
             raise ValueError(
-                f"Expected 'frames' to list student frame counts in 1..{spec.max_frames}{where}. "
-                f"Received: {raw.get('frames')!r}"
+                f"Expected 'k' to list student frame counts in 1..{spec.max_frames}{where}. "
+                f"Received: k={raw.get('k')!r}"
             )
         sampler = raw.get("sampler", "uniform")
         if sampler not in SAMPLERS:
@@ -121,22 +123,22 @@ class ZooConfig:
             raise ValueError(f"Unknown train_sampler {train_sampler!r}{where}. Expected one of {SAMPLERS}.")
         elastic = raw.get("elastic")
         if elastic is not None:
-            span = elastic.get("frames") if isinstance(elastic, Mapping) else None
+            span = elastic.get("k") if isinstance(elastic, Mapping) else None
             if (
                 not isinstance(span, (list, tuple)) or len(span) != 2
                 or any(not isinstance(k, int) or isinstance(k, bool) for k in span)
                 or not 1 <= span[0] <= span[1] <= spec.max_frames
             ):
                 raise ValueError(
-                    f"Expected 'elastic: {{frames: [low, high]}}' with 1 <= low <= high <= {spec.max_frames}{where}. "
+                    f"Expected 'elastic: {{k: [low, high]}}' with 1 <= low <= high <= {spec.max_frames}{where}. "
                     f"Received: elastic={elastic!r}"
                 )
             elastic = (int(span[0]), int(span[1]))
         students = dict(raw.get("students") or {})
         for k, overrides in students.items():
-            if k not in frames or not isinstance(overrides, Mapping):
+            if k not in ks or not isinstance(overrides, Mapping):
                 raise ValueError(
-                    f"Expected 'students' to map student frame counts from 'frames' {list(frames)} to model "
+                    f"Expected 'students' to map student frame counts from 'k' {list(ks)} to model "
                     f"overrides{where}. Received: {k!r}: {overrides!r}"
                 )
         training = dict(TRAINING_DEFAULTS)
@@ -145,7 +147,7 @@ class ZooConfig:
             family=family,
             dataset=str(dataset),
             spec=spec,
-            frames=frames,
+            ks=ks,
             sampler=sampler,
             train_sampler=train_sampler,
             elastic=elastic,
@@ -172,48 +174,48 @@ class ZooConfig:
     def teacher_name(self) -> str:
         return f"{self.family}_teacher"
 
-    def student_name(self, frames: int) -> str:
-        return f"{self.family}_student_k{frames}"
+    def student_name(self, k: int) -> str:
+        return f"{self.family}_student_k{k}"
 
     def elastic_name(self) -> str:
         return f"{self.family}_student_elastic"
 
     def names(self) -> list[str]:
         """Architecture names (without the dataset tag) this config defines."""
-        names = [self.teacher_name()] + [self.student_name(k) for k in self.frames]
+        names = [self.teacher_name()] + [self.student_name(k) for k in self.ks]
         return names + ([self.elastic_name()] if self.elastic else [])
 
-    def seeds_for(self, frames: int) -> list[int]:
-        """Seeds of the k-frame student's runs: `training.seeds` for k in `seed_frames`, else [seed]."""
+    def seeds_for(self, k: int) -> list[int]:
+        """Seeds of the k-frame student's runs: `training.seeds` for k in `seed_k`, else [seed]."""
         seeds = self.training.get("seeds")
-        if seeds and int(frames) in [int(k) for k in self.training.get("seed_frames") or []]:
+        if seeds and int(k) in [int(v) for v in self.training.get("seed_k") or []]:
             return [int(s) for s in seeds]
         return [int(self.training["seed"])]
 
     # ------------------------------------------------------------------ models
-    def model_config(self, role: str, frames: int | None = None, elastic: bool = False) -> dict[str, Any]:
+    def model_config(self, role: str, k: int | None = None, elastic: bool = False) -> dict[str, Any]:
         """The `kdzoo.models.build_model` config of the teacher or of the k-frame student.
 
-        ``elastic=True``: the elastic student, built for any frame count (``frames=None``)
-        unless `frames` fixes its budget.
+        ``elastic=True``: the elastic student, built for any frame count (``num_frames=None``)
+        unless `k` fixes its budget.
         """
         if role not in ("teacher", "student"):
             raise ValueError(f"Unknown role {role!r}. Expected 'teacher' or 'student'.")
         config = _merge(copy.deepcopy(dict(self.model)), self.teacher if role == "teacher" else self.student)
-        if role == "student" and frames is not None and not elastic:
-            config = _merge(config, self.students.get(int(frames), {}))
+        if role == "student" and k is not None and not elastic:
+            config = _merge(config, self.students.get(int(k), {}))
         config["family"] = self.family
         config["feature_size"] = self.spec.feature_size
         config["num_classes"] = self.spec.num_classes
         if role == "teacher":
-            config["frames"] = self.spec.max_frames
+            config["num_frames"] = self.spec.max_frames
             config["name"] = self.teacher_name()
         elif elastic:
-            config["frames"] = None if frames is None else int(frames)
+            config["num_frames"] = None if k is None else int(k)
             config["name"] = self.elastic_name()
         else:
-            if frames is None:
-                raise ValueError("A student config needs its frame count k (frames=...).")
-            config["frames"] = int(frames)
-            config["name"] = self.student_name(frames)
+            if k is None:
+                raise ValueError("A student config needs its frame count k (k=...).")
+            config["num_frames"] = int(k)
+            config["name"] = self.student_name(k)
         return config

@@ -1,6 +1,6 @@
 """The model zoo registry: names, tags, resolution, loading.
 
-Names are ``<family>_<role>[_k<frames>][.<dataset>]``: ``netvlad_teacher.audioset``,
+Names are ``<family>_<role>[_k<k>][.<dataset>]``: ``netvlad_teacher.audioset``,
 ``netvlad_student_k2.audioset``, ``hrnn_student_k10.yt8m``. An untagged name resolves to
 the tag that has pretrained weights, else to the ``yt8m`` entry, else to the only tag.
 
@@ -56,7 +56,7 @@ class ZooEntry:
     arch: str  # e.g. "netvlad_student_k2"
     tag: str  # the dataset, e.g. "audioset"
     role: str  # "teacher" or "student"
-    frames: int | None  # frames the model sees (all of the dataset's for a teacher; None: elastic)
+    num_frames: int | None  # frames the model sees: a student's k, all for a teacher; None: elastic
     config: ZooConfig
     pretrained_dir: pathlib.Path
     elastic: bool = False  # one set of weights for any k (`<family>_student_elastic`)
@@ -84,13 +84,13 @@ class ZooEntry:
         if self.has_weights and path.is_file():
             config = artifacts.read_json(path)
             if self.elastic:
-                config["frames"] = k
+                config["num_frames"] = k
             return config
         if self.elastic:
             return self.config.model_config("student", k, elastic=True)
         if self.role == "teacher":
             return self.config.model_config("teacher")
-        return self.config.model_config("student", self.frames)
+        return self.config.model_config("student", self.num_frames)
 
     def train_command(self) -> str:
         config_path = self.config.path or f"zoo_configs/{self.config.family}.{self.tag}.yaml"
@@ -115,12 +115,12 @@ class Registry:
         for path in sorted(self.config_dir.glob("*.yaml")):
             config = ZooConfig.from_file(path)
             specs = [(config.teacher_name(), "teacher", config.spec.max_frames)]
-            specs += [(config.student_name(k), "student", k) for k in config.frames]
+            specs += [(config.student_name(k), "student", k) for k in config.ks]
             if config.elastic:
                 specs.append((config.elastic_name(), "student", None))
-            for arch, role, frames in specs:
+            for arch, role, num_frames in specs:
                 entry = ZooEntry(
-                    arch, config.dataset, role, frames, config, self.pretrained_dir, elastic=frames is None
+                    arch, config.dataset, role, num_frames, config, self.pretrained_dir, elastic=num_frames is None
                 )
                 if entry.name in self.entries:
                     raise ValueError(f"Zoo entry {entry.name} is defined twice (second time in {path}).")
@@ -163,7 +163,7 @@ class Registry:
             "name": entry.name,
             "family": entry.config.family,
             "role": entry.role,
-            "frames": entry.frames,
+            "num_frames": entry.num_frames,
             "dataset": entry.tag,
             "sampler": entry.config.sampler if entry.role == "student" else None,
             "config": entry.model_config(),
@@ -178,9 +178,9 @@ class Registry:
     def load(self, name: str, weights: str | os.PathLike | None = "default", k: int | None = None) -> keras.Model:
         """Builds an entry's model and loads its weights (see `kdzoo.load`)."""
         entry = self.resolve(name)
-        if k is not None and not entry.elastic and k != entry.frames:
+        if k is not None and not entry.elastic and k != entry.num_frames:
             raise ValueError(
-                f"{entry.name} is built for {entry.frames} frames; k={k} applies to elastic students "
+                f"{entry.name} is built for {entry.num_frames} frames; k={k} applies to elastic students "
                 f"only (e.g. {entry.config.family}_student_elastic.{entry.tag})."
             )
         model = build_model(entry.model_config(k))
@@ -267,11 +267,11 @@ def load(name: str, weights: str | os.PathLike | None = "default", k: int | None
     return get_registry().load(name, weights, k=k)
 
 
-def load_pair(family: str, frames: int, dataset: str | None = None, weights: str | None = "default"):
+def load_pair(family: str, k: int, dataset: str | None = None, weights: str | None = "default"):
     """Returns ``(teacher, student)`` of a family for a student frame count k."""
     suffix = f".{dataset}" if dataset else ""
     registry = get_registry()
-    student = registry.resolve(f"{family}_student_k{frames}{suffix}")
+    student = registry.resolve(f"{family}_student_k{k}{suffix}")
     teacher = registry.resolve(f"{family}_teacher.{student.tag}")
     return registry.load(teacher.name, weights), registry.load(student.name, weights)
 
