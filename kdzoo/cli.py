@@ -83,8 +83,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         tv = cards["teacher"]["metrics"]["eval"][metric]
         sv = cards["student"]["metrics"]["eval"][metric]
         table.add_row(f"card {metric} (eval split)", f"{tv:.4f}", f"{sv:.4f}", f"{sv / tv:.3f}")
-    if "no_teacher" in cards["student"]:
-        nt = cards["student"]["no_teacher"]["metrics"]["map"]
+    student_card = cards["student"]
+    for kind, over in (student_card.get("map_over_seeds") or {}).items():
+        if len(over["runs"]) > 1:
+            label = kind.replace("_", " ").replace("no teacher", "no teacher,")
+            table.add_row(f"card map, {label} ({len(over['runs'])} seeds)", "",
+                          f"{over['mean']:.4f} ± {over['std']:.4f}", "")
+    for kind, base in (student_card.get("baselines") or {}).items():
+        if len((student_card.get("map_over_seeds") or {}).get(kind, {}).get("runs", [])) <= 1:
+            table.add_row(f"card map, no teacher, {base['train_sampler']} frames in training", "",
+                          f"{base['metrics']['map']:.4f}", "")
+    if "no_teacher" in student_card:
+        nt = student_card["no_teacher"]["metrics"]["map"]
         table.add_row("card map, same student w/o teacher", "", f"{nt:.4f}", "")
     for metric in ("gap", "map", "hit_at_one") if measured else ():
         tv, sv = measured["teacher"][metric], measured["student"][metric]

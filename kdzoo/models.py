@@ -20,6 +20,7 @@ A config is a plain dict (it comes from YAML in ``zoo_configs/``)::
         "frame_mlp": [512, 512],      # optional Dense+ReLU layers applied to every frame
         "aggregator": {"num_clusters": 32, "output_size": 256},
         "hidden_size": None,          # optional Dense+ReLU after the aggregator
+        "hidden_batch_norm": False,   # batch norm after that Dense (rescales the unit-norm VLAD)
         "dropout": 0.5,               # before the head
         "context_gating": True,
         "head": {"num_mixtures": 2, "l2": 1e-6},
@@ -56,6 +57,7 @@ _KNOWN_KEYS = {
     "frame_mlp",
     "aggregator",
     "hidden_size",
+    "hidden_batch_norm",
     "dropout",
     "context_gating",
     "head",
@@ -93,6 +95,9 @@ def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
     aggregator.update(out.get("aggregator") or {})
     out["aggregator"] = aggregator
     out.setdefault("hidden_size", None)
+    out["hidden_batch_norm"] = bool(out.get("hidden_batch_norm", False))
+    if out["hidden_batch_norm"] and not out["hidden_size"]:
+        raise ValueError("hidden_batch_norm=True needs a hidden layer: set hidden_size.")
     out.setdefault("dropout", 0.0)
     if not 0.0 <= float(out["dropout"]) < 1.0:
         raise ValueError(f"Expected 0 <= dropout < 1. Received: dropout={out['dropout']!r}")
@@ -140,6 +145,8 @@ def build_model(config: Mapping[str, Any]) -> keras.Model:
     x = _make_aggregator(cfg["family"], cfg["aggregator"])(x, mask=mask)
     if cfg["hidden_size"]:
         x = keras.layers.Dense(cfg["hidden_size"], activation="relu", name="hidden")(x)
+        if cfg["hidden_batch_norm"]:
+            x = keras.layers.BatchNormalization(name="hidden_norm")(x)
     embedding = keras.layers.Activation("linear", dtype="float32", name="embedding")(x)
     x = embedding
     if cfg["dropout"]:

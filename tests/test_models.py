@@ -56,3 +56,15 @@ def test_frame_mlp_model_saving_round_trip(tmp_path):
 def test_frame_mlp_rejects_bad_widths(bad):
     with pytest.raises(ValueError, match="frame_mlp"):
         build_model(dict(CONFIG, frame_mlp=bad))
+
+
+def test_hidden_batch_norm_normalises_the_hidden_layer_in_training():
+    config = dict(CONFIG, frame_mlp=[], hidden_size=8, hidden_batch_norm=True, frames=3)
+    model = build_model(config)
+    x = {"frames": np.random.default_rng(2).normal(size=(64, 3, 6)).astype("float32"), "mask": np.ones((64, 3), "float32")}
+    embedding = np.asarray(model(x, training=True)["embedding"])
+    active = embedding.std(0) > 1e-6  # ReLU units that fire on some clip
+    np.testing.assert_allclose(embedding.mean(0)[active], 0.0, atol=1e-4)
+    np.testing.assert_allclose(embedding.std(0)[active], 1.0, atol=1e-2)
+    with pytest.raises(ValueError, match="hidden_size"):
+        build_model(dict(CONFIG, hidden_batch_norm=True))
