@@ -59,7 +59,7 @@ def test_frame_mlp_rejects_bad_widths(bad):
 
 
 def test_hidden_batch_norm_normalises_the_hidden_layer_in_training():
-    config = dict(CONFIG, frame_mlp=[], hidden_size=8, hidden_batch_norm=True, frames=3)
+    config = dict(CONFIG, frame_mlp=[], hidden_size=8, hidden_batch_norm=True, num_frames=3)
     model = build_model(config)
     x = {"frames": np.random.default_rng(2).normal(size=(64, 3, 6)).astype("float32"), "mask": np.ones((64, 3), "float32")}
     embedding = np.asarray(model(x, training=True)["embedding"])
