@@ -56,6 +56,48 @@ def _cost_table(title: str, cost: dict) -> Table:
     return table
 
 
+def _end_to_end(cost: dict, encoder, dataset: str | None) -> dict | None:
+    """`kdzoo.profiling.end_to_end` of a compare() report with the named encoder (None: no encoder)."""
+    from kdzoo import encoders, profiling
+
+    model = encoders.get_encoder(encoder, dataset=dataset)
+    if model is None:
+        return None
+    # Calls of up to N frames (at most 32) are timed directly; larger runs are composed from them.
+    chunk = min(profiling.encoder.MAX_DIRECT_FRAMES, cost["teacher"]["num_frames"])
+    e2e = profiling.end_to_end(cost, model, max_direct_frames=chunk, repeats=2)
+    e2e["encoder"]["encoder"] = encoders.DATASET_ENCODERS.get(dataset) if encoder == "default" else str(encoder)
+    return e2e
+
+
+def _add_end_to_end_rows(table: Table, e2e: dict) -> None:
+    """End-to-end rows (encoder on the frames each model sees + the classifier)."""
+    t, s, r = e2e["teacher"], e2e["student"], e2e["ratios"]
+    name = e2e["encoder"]["encoder"]
+    table.add_row(f"end to end GFLOPs (+{name})", f"{t['flops'] / 1e9:.2f}", f"{s['flops'] / 1e9:.2f}",
+                  f"{r['flops']:.3f}")
+    for batch, ratio in r["latency"].items():
+        table.add_row(f"end to end ms, batch {batch}", f"{t['latency'][batch]:,.0f}", f"{s['latency'][batch]:,.0f}",
+                      f"{ratio:.3f}")
+
+
+def _end_to_end_headline(e2e: dict) -> str:
+    r, enc = e2e["ratios"], e2e["encoder"]
+    lat = ", ".join(f"{v:.2f} at batch {b}" for b, v in r["latency"].items())
+    return (
+        f"End to end ({enc['encoder']} encoder on the {e2e['student']['num_frames']} frames the student sees vs the "
+        f"teacher's {e2e['teacher']['num_frames']}, plus the classifier): the student costs {r['flops']:.3f} of the "
+        f"teacher's FLOPs; latency ratio {lat}. This is {enc['note']}."
+    )
+
+
+def _add_encoder_argument(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--encoder", default=default,
+                   help="frame encoder for the end-to-end cost: default (the dataset's: VGGish for AudioSet, "
+                        "InceptionV3 + VGGish for YouTube-8M), vggish, inception_v3, yt8m, none, or PATH.keras; "
+                        "built-in encoders are architectures with random weights (no encoder weights ship)")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Loads a pretrained teacher/student pair and compares them side by side."""
     from kdzoo import profiling
@@ -67,6 +109,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     teacher = reg.load(teacher_entry.name, weights="pretrained")
     student = reg.load(student_entry.name, weights="pretrained")
     cost = profiling.compare(teacher, student, k=student_entry.num_frames, batches=(1, 64))
+    e2e = _end_to_end(cost, args.encoder, student_entry.tag)
     cards = {"teacher": reg.model_card(teacher_entry.name), "student": reg.model_card(student_entry.name)}
 
     measured = {}
@@ -79,6 +122,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
 
     table = _cost_table(f"{teacher_entry.name}  vs  {student_entry.name}", cost)
+    if e2e:
+        _add_end_to_end_rows(table, e2e)
     for metric in ("gap", "map", "hit_at_one"):
         tv = cards["teacher"]["metrics"]["eval"][metric]
         sv = cards["student"]["metrics"]["eval"][metric]
@@ -101,11 +146,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         table.add_row(f"measured {metric} ({measured['student']['videos']} videos)", f"{tv:.4f}", f"{sv:.4f}",
                       f"{sv / tv:.3f}" if tv else "-")
     console = _console()
+    if e2e:
+        console.print(_end_to_end_headline(e2e))
     console.print(table)
     console.print(f"Device: {cost['teacher']['latency'][1]['device']}. 'card' rows come from the entries' "
                   "metadata.json; pass --data GLOB to measure on your own TFRecords.")
     if args.json:
-        print(json.dumps({"cost": cost, "measured": measured}, indent=2, default=str))
+        print(json.dumps({"cost": cost, "end_to_end": e2e, "measured": measured}, indent=2, default=str))
     return 0
 
 
@@ -123,7 +170,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
     student = reg.load(student_entry.name, weights=weights)
     cost = profiling.compare(teacher, student, k=student_entry.num_frames, batches=tuple(args.batches),
                              repeats=args.repeats)
-    _console().print(_cost_table(f"{teacher_entry.name}  vs  {student_entry.name}", cost))
+    e2e = _end_to_end(cost, args.encoder, student_entry.tag)
+    table = _cost_table(f"{teacher_entry.name}  vs  {student_entry.name}", cost)
+    if e2e:
+        _add_end_to_end_rows(table, e2e)
+        _console().print(_end_to_end_headline(e2e))
+    _console().print(table)
     logdir = pathlib.Path(args.logdir or os.path.join("runs", "profile", student_entry.name))
     if not args.no_trace:
         profiling.write_trace(teacher, logdir, run="teacher")
@@ -131,7 +183,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         print(f"Profiler traces written. View them with: tensorboard --logdir {logdir}  (Profile tab; "
               "needs the profile extra: pip install -e '.[profile]')")
     if args.json:
-        print(json.dumps(cost, indent=2, default=str))
+        print(json.dumps({**cost, "end_to_end": e2e}, indent=2, default=str))
     return 0
 
 
@@ -210,19 +262,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from kdzoo.export import export_model
+    from kdzoo.export import export
     from kdzoo.zoo import registry
 
-    reg = registry.get_registry()
-    entry = reg.resolve(args.name)
+    entry = registry.get_registry().resolve(args.name)
     if entry.elastic and args.k is None:
         raise SystemExit(f"{entry.name} takes any number of frames: fix its budget with --k K for serving.")
-    model = reg.load(entry.name, weights=args.weights, k=args.k)
     sampler = args.sampler or entry.config.sampler
     k = args.k or entry.num_frames
-    path = export_model(model, args.out, format=args.format, k=k, sampler=sampler,
-                        input_dtype=args.input_dtype, dequantize=entry.config.spec.dequantize)
-    print(f"{entry.name} ({k} frames, {sampler} sampler) exported as {args.format}: {path}")
+    path = export(entry.name, args.out, format=args.format, encoder=args.encoder, weights=args.weights, k=args.k,
+                  sampler=sampler, input_dtype=args.input_dtype)
+    what = f"raw frames, encoded by {args.encoder}" if args.encoder != "none" else "features"
+    print(f"{entry.name} ({k} frames, {sampler} sampler, input: {what}) exported as {args.format}: {path}")
     return 0
 
 
@@ -285,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="TFRecords (glob, path or gs:// URL) to evaluate both models on")
     p.add_argument("--take", type=int, default=None, help="evaluate on the first N videos only")
     p.add_argument("--json", action="store_true", help="also print the numbers as JSON")
+    _add_encoder_argument(p, "default")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("list", help="list zoo models")
@@ -331,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", default=None, help="frame sampler (default: the zoo config's)")
     p.add_argument("--input-dtype", default="float32", choices=("float32", "uint8"))
     p.add_argument("--k", type=int, default=None, help="frame budget of an elastic student (*_student_elastic)")
+    p.add_argument("--encoder", default="none",
+                   help="serve raw frames: the frame encoder run on the k sampled frames only (default, vggish, "
+                        "inception_v3, yt8m or PATH.keras; built-in encoders have random weights); none: features in")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("tune", help="search the student's frame count k, sampler, loss weights, learning rate")
@@ -353,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logdir", default=None, help="trace folder (default runs/profile/<student>)")
     p.add_argument("--no-trace", action="store_true")
     p.add_argument("--json", action="store_true")
+    _add_encoder_argument(p, "default")
     p.set_defaults(func=cmd_profile)
 
     return parser

@@ -329,7 +329,7 @@ def export(
 
         reg = registry.get_registry()
         entry = reg.resolve(model)
-        model = reg.load(entry.name, weights=weights)
+        model = reg.load(entry.name, weights=weights, k=k)
         dataset, dequantize = entry.tag, entry.config.spec.dequantize
         role = role or entry.role
         sampler = sampler or entry.config.sampler

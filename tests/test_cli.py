@@ -23,6 +23,13 @@ def test_demo_runs_without_data_and_prints_both_models(capsys):
     report = json.loads(out[out.index("{"):])
     assert report["cost"]["teacher"]["num_frames"] == 10 and report["cost"]["student"]["num_frames"] == 2
     assert report["measured"] == {}
+    # The headline is end to end: the VGGish architecture on 10 vs 2 frames plus each classifier.
+    assert "End to end (vggish encoder" in out and "no encoder weights" in out
+    assert "end to end GFLOPs (+vggish)" in out and "end to end ms, batch 1" in out
+    e2e = report["end_to_end"]
+    assert e2e["encoder"]["flops_per_frame"] == 1_730_314_368
+    assert e2e["teacher"]["flops"] == report["cost"]["teacher"]["flops"] + 10 * 1_730_314_368
+    assert abs(e2e["ratios"]["flops"] / 0.2 - 1) < 0.05
 
 
 @needs_demo_pair
