@@ -190,3 +190,31 @@ def test_kdzoo_export_serves_a_zoo_entry_end_to_end(tmp_path):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want)[0], atol=ATOL)
     with pytest.raises(ValueError, match="raw float32 frames"):
         kdzoo.export(name, tmp_path / "x.keras", encoder=encoder, input_dtype="uint8")
+
+
+def test_cli_export_with_an_encoder_file(tmp_path, monkeypatch, capsys):
+    from kdzoo import cli
+    from test_export import ZOO_YAML
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "netvlad.audioset.yaml").write_text(ZOO_YAML)
+    monkeypatch.setenv("KDZOO_ZOO_CONFIGS", str(configs))
+    monkeypatch.setenv("KDZOO_PRETRAINED", str(tmp_path / "pretrained"))
+    encoder = tiny_encoder(out=128)
+    encoder.save(tmp_path / "encoder.keras")
+    out = tmp_path / "served.keras"
+    rc = cli.main(["export", "netvlad_student_k2.audioset", "--out", str(out), "--weights", "default",
+                   "--encoder", str(tmp_path / "encoder.keras")])
+    assert rc == 0 and "input: raw frames, encoded by" in capsys.readouterr().out
+    served = keras.saving.load_model(out)
+    frames = clip(9)
+    student = served.get_layer("clip_serving").model
+    want = student_reference_k(student, encoder, frames, 2)
+    np.testing.assert_allclose(np.asarray(served(frames)["predictions"]), want, atol=ATOL)
+
+
+def student_reference_k(model, encoder, frames, k):
+    features = encode_all(encoder, frames)
+    idx = sampling.sample_indices([len(frames)], k).numpy()[0]
+    return np.asarray(model({"frames": features[idx][None], "mask": np.ones((1, k), "float32")})["predictions"])[0]
