@@ -232,19 +232,29 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
+    from kdzoo.distribute import make_strategy
+
+    strategy = make_strategy(args.strategy)  # first: the multi-worker strategy must precede every other op
     from kdzoo.training import train_student, train_teacher
     from kdzoo.zoo.config import ZooConfig
 
     config = ZooConfig.from_file(args.config)
     k = args.k or config.ks[0]
-    teacher, t_record = train_teacher(config, args.data_dir, args.work_dir, epochs=args.epochs, verbose=args.verbose)
-    print(f"teacher: best validation GAP@20 {t_record['best_val_gap']}")
+    teacher, t_record = train_teacher(config, args.data_dir, args.work_dir, epochs=args.epochs, verbose=args.verbose,
+                                      strategy=strategy)
+    print(f"teacher: best validation GAP@20 {t_record['best_val_gap']}{_digest(t_record)}")
     student, s_record = train_student(
-        config, k, teacher, args.data_dir, args.work_dir, epochs=args.epochs, verbose=args.verbose
+        config, k, teacher, args.data_dir, args.work_dir, epochs=args.epochs, verbose=args.verbose,
+        strategy=strategy,
     )
-    print(f"student (k={k}): best validation GAP@20 {s_record['best_val_gap']}")
+    print(f"student (k={k}): best validation GAP@20 {s_record['best_val_gap']}{_digest(s_record)}")
     print(f"runs, TensorBoard logs and checkpoints: {args.work_dir}")
     return 0
+
+
+def _digest(record: dict) -> str:
+    """The weights' digest of a distributed run: equal on every worker when replicas agree."""
+    return f", weights sha256 {record['weights_sha256']}" if "weights_sha256" in record else ""
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -367,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--no-elastic", action="store_true", help="skip the config's elastic student")
         else:
             p.add_argument("--k", type=int, default=None, help="the student's k (default: the config's first)")
+            p.add_argument("--strategy", default="default", choices=("default", "mirrored", "multiworker"),
+                           help="default: one device (Keras fit); mirrored: every local GPU/CPU device; "
+                                "multiworker: the cluster in TF_CONFIG (README: several GPUs or machines)")
 
     p = sub.add_parser("eval", help="evaluate a zoo model on TFRecords")
     p.add_argument("name")

@@ -14,7 +14,9 @@ repeats a finished stage.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import functools
 import math
 import os
 import pathlib
@@ -25,7 +27,9 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from kdzoo import distribute
 from kdzoo.data import count_records, list_files, make_dataset
 from kdzoo.distillation import Distiller
 from kdzoo.evaluation import predict_files, score
@@ -90,12 +94,7 @@ def fit_stage(
         target.load_weights(best)
         return artifacts.read_json(done)
     run_dir.mkdir(parents=True, exist_ok=True)
-    rate = learning_rate
-    if warmup_epochs and steps_per_epoch:
-        warmup = int(warmup_epochs * steps_per_epoch)
-        rate = keras.optimizers.schedules.CosineDecay(
-            0.0, max(1, epochs * steps_per_epoch - warmup), warmup_target=learning_rate, warmup_steps=warmup
-        )
+    rate = learning_rate_schedule(learning_rate, epochs, warmup_epochs, steps_per_epoch)
     distiller.compile(optimizer=keras.optimizers.Adam(rate))
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
@@ -113,6 +112,18 @@ def fit_stage(
     }
     artifacts.atomic_write_json(done, record)
     return record
+
+
+def learning_rate_schedule(learning_rate: float, epochs: int, warmup_epochs: int = 0,
+                           steps_per_epoch: int | None = None):
+    """`learning_rate`, or with ``warmup_epochs > 0`` (and `steps_per_epoch`) a linear rise
+    from 0 over the warm-up, then a cosine decay to 0 at the last epoch."""
+    if not (warmup_epochs and steps_per_epoch):
+        return learning_rate
+    warmup = int(warmup_epochs * steps_per_epoch)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, max(1, epochs * steps_per_epoch - warmup), warmup_target=learning_rate, warmup_steps=warmup
+    )
 
 
 class _BestStudentCheckpoint(keras.callbacks.Callback):
@@ -157,18 +168,22 @@ def _distill_kwargs(config: ZooConfig) -> dict[str, Any]:
     return dict(config.distillation)
 
 
-def train_teacher(config: ZooConfig, data_dir, work_dir, *, epochs=None, verbose=1) -> tuple[keras.Model, dict]:
-    """Trains (or resumes, or reloads) the config's teacher on all frames."""
+def train_teacher(
+    config: ZooConfig, data_dir, work_dir, *, epochs=None, verbose=1, strategy: tf.distribute.Strategy | None = None
+) -> tuple[keras.Model, dict]:
+    """Trains (or resumes, or reloads) the config's teacher on all frames.
+
+    With a `strategy` (`kdzoo.distribute.make_strategy`) the models are built in its scope
+    and trained by `kdzoo.distribute.fit_stage`; without one, by Keras' `fit`.
+    """
     t = config.training
     keras.utils.set_random_seed(int(t["seed"]))
-    train_ds, val_ds, _ = _datasets(config, data_dir, int(t["batch_size"]))
-    teacher = build_model(config.model_config("teacher"))
-    distiller = Distiller(None, teacher, k=None, metric_capacity=_capacity(config, data_dir))
-    record = fit_stage(
-        distiller, train_ds, val_ds, pathlib.Path(work_dir) / f"{config.teacher_name()}.{config.dataset}" / "teacher",
-        epochs=epochs or int(t["epochs"]), learning_rate=float(t["learning_rate"]),
-        patience=int(t["patience"]), verbose=verbose, warmup_epochs=int(t.get("warmup_epochs") or 0),
-        steps_per_epoch=_steps_per_epoch(config, data_dir),
+    with _scope(strategy):
+        teacher = build_model(config.model_config("teacher"))
+        distiller = Distiller(None, teacher, k=None, **_metric_kwargs(config, data_dir, strategy))
+    record = _fit(
+        distiller, config, data_dir, pathlib.Path(work_dir) / f"{config.teacher_name()}.{config.dataset}" / "teacher",
+        epochs=epochs or int(t["epochs"]), verbose=verbose, strategy=strategy,
     )
     return teacher, record
 
@@ -176,6 +191,7 @@ def train_teacher(config: ZooConfig, data_dir, work_dir, *, epochs=None, verbose
 def train_student(
     config: ZooConfig, k: int | None, teacher: keras.Model | None, data_dir, work_dir, *,
     train_sampler: str | None = None, seed: int | None = None, elastic: bool = False, epochs=None, verbose=1,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> tuple[keras.Model, dict]:
     """Trains the k-frame student, distilled from `teacher` or (teacher=None) on labels alone.
 
@@ -186,6 +202,7 @@ def train_student(
             default gets its own run folder.
         elastic: train the config's elastic student (`k` is ignored: each step draws k
             from ``elastic.k``; validation uses the middle of that span).
+        strategy: as in `train_teacher`.
 
     Returns ``(student, done record)``.
     """
@@ -193,32 +210,70 @@ def train_student(
     base_seed = int(t["seed"])
     seed = base_seed if seed is None else int(seed)
     train_sampler = train_sampler or config.train_sampler
-    if elastic:
-        low, high = config.elastic
-        k = (low + high) // 2
-        student = build_model(config.model_config("student", elastic=True))
-        name = config.elastic_name()
-    else:
-        student = None
-        name = config.student_name(k)
-    keras.utils.set_random_seed(seed + k)
-    train_ds, val_ds, _ = _datasets(config, data_dir, int(t["batch_size"]), seed=seed)
-    if student is None:
-        student = build_model(config.model_config("student", k))
-    kwargs = _distill_kwargs(config) if teacher is not None else {}
-    distiller = Distiller(
-        teacher, student, k=k, sampler=config.sampler, train_sampler=train_sampler,
-        train_k=config.elastic if elastic else None, seed=seed,
-        metric_capacity=_capacity(config, data_dir), **kwargs,
-    )
+    with _scope(strategy):
+        if elastic:
+            low, high = config.elastic
+            k = (low + high) // 2
+            student = build_model(config.model_config("student", elastic=True))
+            name = config.elastic_name()
+        else:
+            student = None
+            name = config.student_name(k)
+        keras.utils.set_random_seed(seed + k)
+        if student is None:
+            student = build_model(config.model_config("student", k))
+        kwargs = _distill_kwargs(config) if teacher is not None else {}
+        distiller = Distiller(
+            teacher, student, k=k, sampler=config.sampler, train_sampler=train_sampler,
+            train_k=config.elastic if elastic else None, seed=seed,
+            **_metric_kwargs(config, data_dir, strategy), **kwargs,
+        )
     stage = stage_name(teacher is not None, train_sampler, seed if seed != base_seed else None)
-    record = fit_stage(
-        distiller, train_ds, val_ds, pathlib.Path(work_dir) / f"{name}.{config.dataset}" / stage,
-        epochs=epochs or int(t.get("student_epochs") or t["epochs"]), learning_rate=float(t["learning_rate"]),
-        patience=int(t["patience"]), verbose=verbose, warmup_epochs=int(t.get("warmup_epochs") or 0),
-        steps_per_epoch=_steps_per_epoch(config, data_dir),
+    record = _fit(
+        distiller, config, data_dir, pathlib.Path(work_dir) / f"{name}.{config.dataset}" / stage,
+        epochs=epochs or int(t.get("student_epochs") or t["epochs"]), verbose=verbose, strategy=strategy, seed=seed,
     )
     return student, record
+
+
+def _scope(strategy: tf.distribute.Strategy | None):
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
+
+
+def _metric_kwargs(config: ZooConfig, data_dir, strategy) -> dict[str, Any]:
+    """`fit` tracks GAP in the Distiller (a buffer of every video); the distributed loop
+    scores its validation predictions directly and tracks streaming metrics only."""
+    if strategy is None:
+        return {"metric_capacity": _capacity(config, data_dir)}
+    return {"metrics": ("hit_at_one",)}
+
+
+def _fit(distiller: Distiller, config: ZooConfig, data_dir, run_dir: pathlib.Path, *, epochs: int, verbose: int,
+         strategy: tf.distribute.Strategy | None, seed: int | None = None) -> dict[str, Any]:
+    """One stage: Keras' `fit` on one device, or `kdzoo.distribute.fit_stage` under `strategy`.
+
+    Under a strategy the config's batch size is per replica (the global batch grows with the
+    replicas and an epoch has proportionally fewer steps) and each worker reads its own
+    shard of the training files.
+    """
+    t = config.training
+    batch_size, warmup = int(t["batch_size"]), int(t.get("warmup_epochs") or 0)
+    common = dict(epochs=epochs, patience=int(t["patience"]), verbose=verbose)
+    train_ds, val_ds, files = _datasets(config, data_dir, batch_size, seed=seed)
+    if strategy is None:
+        return fit_stage(distiller, train_ds, val_ds, run_dir, learning_rate=float(t["learning_rate"]),
+                         warmup_epochs=warmup, steps_per_epoch=_steps_per_epoch(config, data_dir), **common)
+    replicas = strategy.num_replicas_in_sync
+    steps = max(1, _steps_per_epoch(config, data_dir) // replicas)
+    train_input = distribute.sharded_input(  # the pipeline of train_ds, per worker and forever
+        files, batch_size * replicas, functools.partial(make_dataset, spec=config.spec), shuffle=True,
+        seed=int(t["seed"]) if seed is None else int(seed), cache=True, subset="train",
+        validation_fraction=float(t["validation_fraction"]), repeat=True, drop_remainder=True,
+    )
+    return distribute.fit_stage(
+        distiller, strategy, train_input, val_ds, run_dir, steps_per_epoch=steps, global_batch_size=batch_size * replicas,
+        learning_rate=learning_rate_schedule(float(t["learning_rate"]), epochs, warmup, steps), **common,
+    )
 
 
 def stage_name(distilled: bool, train_sampler: str, seed: int | None = None) -> str:
