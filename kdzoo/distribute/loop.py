@@ -121,9 +121,8 @@ def fit_stage(
     predict = tf.function(lambda x: distiller(x, training=False)["predictions"], reduce_retracing=True)
 
     @tf.function
-    def train_step(it):
-        per_replica = strategy.run(distiller.train_step, args=(next(it),))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
+    def train_step(it):  # each replica's logs: its trackers' means over the epoch so far
+        return strategy.run(distiller.train_step, args=(next(it),))
 
     with _lost_worker_errors(backup):
         for e in range(start, epochs):
@@ -131,7 +130,7 @@ def fit_stage(
                 break
             if verbose:
                 print(f"Epoch {e + 1}/{epochs}", flush=True)
-            logs, seconds = _train_epoch(distiller, train_step, iterator, steps_per_epoch, verbose)
+            logs, seconds = _train_epoch(distiller, strategy, train_step, iterator, steps_per_epoch, verbose)
             logs.update({f"val_student_{k}": v for k, v in _validate(predict, val_ds).items() if k != "videos"})
             logs["train_seconds"] = seconds
             logs["examples_per_second"] = global_batch_size * steps_per_epoch / seconds
@@ -184,17 +183,22 @@ def _check_scope(distiller: Distiller, strategy: tf.distribute.Strategy) -> None
         )
 
 
-def _train_epoch(distiller: Distiller, train_step: Callable, iterator, steps: int, verbose: int):
-    """Runs `steps` global steps; returns the epoch's logs (means over the epoch) and its seconds."""
+def _train_epoch(distiller: Distiller, strategy, train_step: Callable, iterator, steps: int, verbose: int):
+    """Runs `steps` global steps; returns the epoch's logs and its seconds.
+
+    The logs are the replicas' loss trackers averaged once, after the last step (one
+    collective per epoch, none per step): replicas see equal batches, so the mean of their
+    means is the epoch's mean.
+    """
     for metric in distiller.metrics:
         metric.reset_state()
     progress = keras.utils.Progbar(steps, verbose=verbose) if verbose == 1 else None
     began = time.perf_counter()
     for step in range(steps):
-        logs = train_step(iterator)
+        per_replica = train_step(iterator)
         if progress is not None:
-            progress.update(step + 1, [(k, float(v)) for k, v in logs.items()], finalize=False)
-    logs = {k: float(v) for k, v in logs.items()}
+            progress.update(step + 1)
+    logs = {k: float(strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)) for k, v in per_replica.items()}
     return logs, time.perf_counter() - began
 
 

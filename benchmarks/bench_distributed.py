@@ -1,0 +1,107 @@
+"""Multi-worker speed-up: `kdzoo distill --strategy multiworker` with 2 local workers vs 1.
+
+Both settings run in the same invocation, one after the other, on the same data and config
+(default: zoo_configs/netvlad.audioset.yaml on the AudioSet train shards): each is a fresh
+`kdzoo.distribute.LocalCluster` (worker processes on 127.0.0.1) running the whole distill
+command (teacher stage, then the k=2 student stage). The config's batch size is per
+replica, so 2 workers train with twice the global batch and half the steps per epoch: the
+same videos per epoch. Throughput is videos/s of the training steps (validation and
+checkpoints excluded) from each stage's done.json, the median over the epochs after the
+first (which traces the step and fills the tf.data cache). Speed-up = 2-worker videos/s
+over 1-worker videos/s. The load average is recorded: on a shared machine the other
+processes compete for the same cores.
+
+Writes ``benchmarks/results/<cpu|gpu>/distributed.json``. Run from the repository root:
+
+    python benchmarks/bench_distributed.py --data-dir ../shared/data
+    python benchmarks/bench_distributed.py --data-dir ../shared/data --epochs 2 --out /tmp/d.json  # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from kdzoo.distribute import LocalCluster  # noqa: E402
+from kdzoo.zoo.config import ZooConfig  # noqa: E402
+
+from _device import default_output, environment  # noqa: E402
+
+ZOO_CONFIG = REPO_ROOT / "zoo_configs" / "netvlad.audioset.yaml"
+
+
+def run_cluster(workers: int, config: pathlib.Path, data_dir: str, epochs: int, scratch: pathlib.Path) -> dict:
+    work_dir = scratch / f"runs_{workers}"
+    command = [sys.executable, "-m", "kdzoo.cli", "distill", str(config), "--data-dir", data_dir,
+               "--work-dir", str(work_dir), "--epochs", str(epochs), "--verbose", "2", "--strategy", "multiworker"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+           "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    load_before = os.getloadavg()[0]
+    began = time.perf_counter()
+    with LocalCluster(command, workers, scratch / f"logs_{workers}", env=env) as cluster:
+        codes = cluster.wait(timeout=3600)
+        if codes != [0] * workers:
+            raise RuntimeError(f"{workers} worker(s) failed with {codes}:\n{cluster.output(0)[-3000:]}")
+    wall = time.perf_counter() - began
+    zoo = ZooConfig.from_file(config)
+    stages = {
+        "teacher": work_dir / f"{zoo.teacher_name()}.{zoo.dataset}" / "teacher" / "done.json",
+        "student": work_dir / f"{zoo.student_name(zoo.frames[0])}.{zoo.dataset}" / "distilled" / "done.json",
+    }
+    result = {"workers": workers, "command_seconds": wall, "load_average_1min": [load_before, os.getloadavg()[0]]}
+    for stage, path in stages.items():
+        record = json.loads(path.read_text())
+        throughput = record["history"]["examples_per_second"]
+        result[stage] = {
+            **record["strategy"],
+            "videos_per_s_per_epoch": throughput,
+            "videos_per_s": statistics.median(throughput[1:] or throughput),
+            "train_seconds_per_epoch": record["history"]["train_seconds"],
+            "final_loss": record["history"]["loss"][-1],
+        }
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", default=str(REPO_ROOT.parent / "shared" / "data"))
+    parser.add_argument("--config", type=pathlib.Path, default=ZOO_CONFIG)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--out", dest="output", type=pathlib.Path, default=None)
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="kdzoo_bench_distributed_") as scratch:
+        runs = {str(n): run_cluster(n, args.config, args.data_dir, args.epochs, pathlib.Path(scratch)) for n in (1, 2)}
+    speedup = {stage: runs["2"][stage]["videos_per_s"] / runs["1"][stage]["videos_per_s"]
+               for stage in ("teacher", "student")}
+    result = {
+        **environment(),
+        "command": "python benchmarks/bench_distributed.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "zoo_config": str(args.config.resolve().relative_to(REPO_ROOT)) if args.config.resolve().is_relative_to(
+            REPO_ROOT) else str(args.config),
+        "epochs": args.epochs,
+        "runs": runs,
+        "speedup_2_vs_1_workers": speedup,
+        "command_seconds_ratio_2_vs_1": runs["2"]["command_seconds"] / runs["1"]["command_seconds"],
+    }
+    output = args.output or default_output("distributed.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    for stage, ratio in speedup.items():
+        print(f"{stage}: 1 worker {runs['1'][stage]['videos_per_s']:.0f} videos/s, "
+              f"2 workers {runs['2'][stage]['videos_per_s']:.0f} videos/s: speed-up {ratio:.2f}x")
+    print(f"written {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
