@@ -1,7 +1,9 @@
 """Multi-worker speed-up: `kdzoo distill --strategy multiworker` with 2 local workers vs 1.
 
 Both settings run in the same invocation, one after the other, on the same data and config
-(default: zoo_configs/netvlad.audioset.yaml on the AudioSet train shards): each is a fresh
+(zoo_configs/netvlad.audioset.yaml; by default on generated AudioSet-shaped records,
+``--records`` videos of 10 x 128 uint8 frames and 527 classes in ``--files`` TFRecord files,
+or with ``--data-dir`` on the real AudioSet train shards): each is a fresh
 `kdzoo.distribute.LocalCluster` (worker processes on 127.0.0.1) running the whole distill
 command (teacher stage, then the k=2 student stage). The config's batch size is per
 replica, so 2 workers train with twice the global batch and half the steps per epoch: the
@@ -13,8 +15,9 @@ processes compete for the same cores.
 
 Writes ``benchmarks/results/<cpu|gpu>/distributed.json``. Run from the repository root:
 
-    python benchmarks/bench_distributed.py --data-dir ../shared/data
-    python benchmarks/bench_distributed.py --data-dir ../shared/data --epochs 2 --out /tmp/d.json  # smoke test
+    python benchmarks/bench_distributed.py
+    python benchmarks/bench_distributed.py --data-dir ../shared/data       # the real AudioSet shards
+    python benchmarks/bench_distributed.py --records 512 --out /tmp/d.json  # smoke test
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import json
 import os
 import pathlib
+import signal
 import statistics
 import sys
 import tempfile
@@ -37,6 +41,27 @@ from kdzoo.zoo.config import ZooConfig  # noqa: E402
 from _device import default_output, environment  # noqa: E402
 
 ZOO_CONFIG = REPO_ROOT / "zoo_configs" / "netvlad.audioset.yaml"
+
+
+def write_records(folder: pathlib.Path, pattern: str, videos: int, files: int, seed: int = 0) -> None:
+    """AudioSet-shaped SequenceExamples (``video_id``, ``labels``, 10 ``audio_embedding`` rows)
+    named by the config's train `pattern` (its ``*`` becomes the file number)."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    for f in range(files):
+        path = folder / pattern.replace("*", f"{f:02d}-of-{files:02d}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for i in range(f, videos, files):
+                ex = tf.train.SequenceExample()
+                ex.context.feature["video_id"].bytes_list.value.append(f"v{i}".encode())
+                ex.context.feature["labels"].int64_list.value.extend(rng.choice(527, 3, replace=False).tolist())
+                rows = ex.feature_lists.feature_list["audio_embedding"]
+                for row in rng.integers(0, 256, size=(10, 128), dtype=np.uint8):
+                    rows.feature.add().bytes_list.value.append(row.tobytes())
+                writer.write(ex.SerializeToString())
 
 
 def run_cluster(workers: int, config: pathlib.Path, data_dir: str, epochs: int, scratch: pathlib.Path) -> dict:
@@ -73,14 +98,22 @@ def run_cluster(workers: int, config: pathlib.Path, data_dir: str, epochs: int, 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", default=str(REPO_ROOT.parent / "shared" / "data"))
+    parser.add_argument("--data-dir", default=None, help="real data (default: generated records)")
+    parser.add_argument("--records", type=int, default=4096, help="generated videos")
+    parser.add_argument("--files", type=int, default=8, help="generated TFRecord files")
     parser.add_argument("--config", type=pathlib.Path, default=ZOO_CONFIG)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--out", dest="output", type=pathlib.Path, default=None)
     args = parser.parse_args(argv)
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: LocalCluster kills its workers
     with tempfile.TemporaryDirectory(prefix="kdzoo_bench_distributed_") as scratch:
-        runs = {str(n): run_cluster(n, args.config, args.data_dir, args.epochs, pathlib.Path(scratch)) for n in (1, 2)}
+        scratch = pathlib.Path(scratch)
+        data_dir = args.data_dir
+        if data_dir is None:
+            data_dir = str(scratch / "data")
+            write_records(scratch / "data", ZooConfig.from_file(args.config).data["train"], args.records, args.files)
+        runs = {str(n): run_cluster(n, args.config, data_dir, args.epochs, scratch) for n in (1, 2)}
     speedup = {stage: runs["2"][stage]["videos_per_s"] / runs["1"][stage]["videos_per_s"]
                for stage in ("teacher", "student")}
     result = {
@@ -88,6 +121,7 @@ def main(argv=None) -> int:
         "command": "python benchmarks/bench_distributed.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "zoo_config": str(args.config.resolve().relative_to(REPO_ROOT)) if args.config.resolve().is_relative_to(
             REPO_ROOT) else str(args.config),
+        "data": args.data_dir or f"generated: {args.records} AudioSet-shaped videos in {args.files} files",
         "epochs": args.epochs,
         "runs": runs,
         "speedup_2_vs_1_workers": speedup,

@@ -46,3 +46,25 @@ model:
   aggregator: {{num_clusters: 2, output_size: {output_size}}}
   head: {{num_mixtures: 1}}
 """ + extra
+
+
+def write_audioset_train(folder, videos, files):
+    """``files`` AudioSet-layout files ``train-<f>.tfrecord`` in ``folder`` (created); video ``v<i>``
+    (labels ``i % 7`` and ``10 + i % 3``, ``1 + i % 10`` random frames) is in file ``i % files``.
+
+    Returns the file paths.
+    """
+    import pathlib
+
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    return [
+        write_tfrecord(folder / f"train-{f}.tfrecord", (
+            serialized_sequence_example(
+                f"v{i}", [i % 7, 10 + i % 3],
+                {"audio_embedding": rng.integers(0, 256, size=(1 + i % 10, 128), dtype=np.uint8)},
+                id_key="video_id")
+            for i in range(f, videos, files)))
+        for f in range(files)
+    ]

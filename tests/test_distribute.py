@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from kdzoo.data import make_dataset
 from kdzoo.distribute import LocalCluster, make_strategy, shard_files, sharded_input, tf_config
-from records import serialized_sequence_example, tiny_zoo_yaml, write_tfrecord
+from records import tiny_zoo_yaml, write_audioset_train
 
 TESTS_DIR = pathlib.Path(__file__).parent
 FILES, RECORDS, BATCH = 4, 256, 8
@@ -35,17 +35,7 @@ data:
 
 def write_audioset(folder: pathlib.Path, n: int = RECORDS, files: int = FILES) -> list[str]:
     """`files` TFRecord files; video ``v<i>`` lives in file ``i % files``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    return [
-        write_tfrecord(folder / f"train-{f}.tfrecord", (
-            serialized_sequence_example(
-                f"v{i}", [i % 7, 10 + i % 3],
-                {"audio_embedding": rng.integers(0, 256, size=(1 + i % 10, 128), dtype=np.uint8)},
-                id_key="video_id")
-            for i in range(f, n, files)))
-        for f in range(files)
-    ]
+    return write_audioset_train(folder, n, files)
 
 
 # ----------------------------------------------------------------------------- sharding
@@ -212,15 +202,23 @@ TEACHER = pathlib.Path("netvlad_teacher.audioset", "teacher")
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """Data, the zoo config and a finished teacher stage (one device) that the workers reuse."""
-    from kdzoo.training import train_teacher
+    """Data, the zoo config and a finished teacher stage for the workers to distil from.
+
+    The teacher keeps its initial weights (the test is about the workers, not its quality):
+    its stage folder holds the two files that mark a stage done, so `kdzoo distill` goes
+    straight to the student.
+    """
+    from kdzoo.models import build_model
+    from kdzoo.zoo import artifacts
     from kdzoo.zoo.config import ZooConfig
 
     root = tmp_path_factory.mktemp("multiworker")
     write_audioset(root / "data" / "audioset")
     (root / "netvlad.audioset.yaml").write_text(ZOO_YAML)
     config = ZooConfig.from_file(root / "netvlad.audioset.yaml")
-    train_teacher(config, root / "data", root / "teacher_runs", epochs=2, verbose=0)
+    teacher_dir = root / "teacher_runs" / TEACHER
+    artifacts.atomic_save_weights(build_model(config.model_config("teacher")), teacher_dir / "best.weights.h5")
+    artifacts.atomic_write_json(teacher_dir / "done.json", {"epochs_run": 0, "best_val_gap": None, "history": {}})
     return root, config
 
 

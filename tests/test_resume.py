@@ -10,13 +10,11 @@ import sys
 import time
 
 import keras
-import numpy as np
 import pytest
 
 from kdzoo.zoo import artifacts
-from records import serialized_sequence_example
 from records import tiny_zoo_yaml
-from records import write_tfrecord
+from records import write_audioset_train
 
 EPOCHS = 6
 RECORDS = 600
@@ -32,15 +30,7 @@ data:
 
 
 def write_audioset(folder: pathlib.Path, n: int = RECORDS, files: int = 2):
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for f in range(files):
-        write_tfrecord(folder / f"train-{f}.tfrecord", (
-            serialized_sequence_example(
-                f"v{i}", [i % 7, 10 + i % 3],
-                {"audio_embedding": rng.integers(0, 256, size=(1 + i % 10, 128), dtype=np.uint8)},
-                id_key="video_id")
-            for i in range(f, n, files)))
+    return write_audioset_train(folder, n, files)
 
 
 def _command(config, data_dir, work_dir):
