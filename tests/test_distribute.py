@@ -102,6 +102,9 @@ def test_local_cluster_gives_each_worker_its_tf_config_and_kills_process_groups(
     assert configs[0]["cluster"] == configs[1]["cluster"]
     assert len(set(configs[0]["cluster"]["worker"])) == 2
     assert all(p.poll() is not None for p in cluster.processes)
+    deadline = time.monotonic() + 30  # SIGKILL is delivered asynchronously
+    while any(_running(pid) for _, pid in reports) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not any(_running(pid) for _, pid in reports)  # the children went with their workers
 
 
