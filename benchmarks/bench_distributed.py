@@ -80,7 +80,7 @@ def run_cluster(workers: int, config: pathlib.Path, data_dir: str, epochs: int, 
     zoo = ZooConfig.from_file(config)
     stages = {
         "teacher": work_dir / f"{zoo.teacher_name()}.{zoo.dataset}" / "teacher" / "done.json",
-        "student": work_dir / f"{zoo.student_name(zoo.frames[0])}.{zoo.dataset}" / "distilled" / "done.json",
+        "student": work_dir / f"{zoo.student_name(zoo.ks[0])}.{zoo.dataset}" / "distilled" / "done.json",
     }
     result = {"workers": workers, "command_seconds": wall, "load_average_1min": [load_before, os.getloadavg()[0]]}
     for stage, path in stages.items():
