@@ -31,11 +31,13 @@ def _command_line(argv: Sequence[str] | None) -> str:
 # ---------------------------------------------------------------------- demo / profile
 def _pair_entries(reg, name: str):
     """(teacher entry, student entry) for a zoo name of either role."""
+    from kdzoo.zoo import names
+
     entry = reg.resolve(name)
-    teacher = reg.resolve(f"{entry.config.family}_teacher.{entry.tag}")
+    teacher = reg.resolve(names.teacher_name(entry.config.family, entry.tag))
     if entry.role == "student":
         return teacher, entry
-    return teacher, reg.resolve(f"{entry.config.family}_student_k{entry.config.ks[0]}.{entry.tag}")
+    return teacher, reg.resolve(names.student_name(entry.config.family, entry.config.ks[0], entry.tag))
 
 
 def _cost_table(title: str, cost: dict) -> Table:
@@ -102,10 +104,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Loads a pretrained teacher/student pair and compares them side by side."""
     from kdzoo import profiling
     from kdzoo.evaluation import evaluate_model
-    from kdzoo.zoo import registry
+    from kdzoo.zoo import names, registry
 
     reg = registry.get_registry()
-    teacher_entry, student_entry = _pair_entries(reg, f"{args.family}_student_k{args.k}.{args.dataset}")
+    teacher_entry, student_entry = _pair_entries(reg, names.student_name(args.family, args.k, args.dataset))
     teacher = reg.load(teacher_entry.name, weights="pretrained")
     student = reg.load(student_entry.name, weights="pretrained")
     cost = profiling.compare(teacher, student, k=student_entry.num_frames, batches=(1, 64))
@@ -294,9 +296,9 @@ def _tune_from_curve(config, settings, args: argparse.Namespace) -> int:
     from kdzoo.zoo import registry
 
     reg = registry.get_registry()
-    name = f"{config.elastic_name()}.{config.dataset}"
+    name = config.elastic_name(tagged=True)
     card = reg.model_card(name)
-    teacher = reg.load(f"{config.teacher_name()}.{config.dataset}", weights=None)
+    teacher = reg.load(config.teacher_name(tagged=True), weights=None)
     student = reg.load(name, weights=None)
     rows = curve_trials(card, profiling.flops(teacher), lambda k: profiling.flops(student, num_frames=k), settings.lam)
     doc = write_report(rows, args.work_dir, summary={"lambda": settings.lam, "source": name},

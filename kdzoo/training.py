@@ -182,7 +182,7 @@ def train_teacher(
         teacher = build_model(config.model_config("teacher"))
         distiller = Distiller(None, teacher, k=None, **_metric_kwargs(config, data_dir, strategy))
     record = _fit(
-        distiller, config, data_dir, pathlib.Path(work_dir) / f"{config.teacher_name()}.{config.dataset}" / "teacher",
+        distiller, config, data_dir, pathlib.Path(work_dir) / config.teacher_name(tagged=True) / "teacher",
         epochs=epochs or int(t["epochs"]), verbose=verbose, strategy=strategy,
     )
     return teacher, record
@@ -215,10 +215,10 @@ def train_student(
             low, high = config.elastic
             k = (low + high) // 2
             student = build_model(config.model_config("student", elastic=True))
-            name = config.elastic_name()
+            name = config.elastic_name(tagged=True)
         else:
             student = None
-            name = config.student_name(k)
+            name = config.student_name(k, tagged=True)
         keras.utils.set_random_seed(seed + k)
         if student is None:
             student = build_model(config.model_config("student", k))
@@ -230,7 +230,7 @@ def train_student(
         )
     stage = stage_name(teacher is not None, train_sampler, seed if seed != base_seed else None)
     record = _fit(
-        distiller, config, data_dir, pathlib.Path(work_dir) / f"{name}.{config.dataset}" / stage,
+        distiller, config, data_dir, pathlib.Path(work_dir) / name / stage,
         epochs=epochs or int(t.get("student_epochs") or t["epochs"]), verbose=verbose, strategy=strategy, seed=seed,
     )
     return student, record
@@ -428,7 +428,7 @@ def train_zoo_config(
     written: dict[str, dict] = {}
 
     teacher, record = train_teacher(config, data_dir, work_dir, epochs=epochs, verbose=verbose)
-    teacher_name = f"{config.teacher_name()}.{config.dataset}"
+    teacher_name = config.teacher_name(tagged=True)
     teacher_metrics = _eval_all(teacher, config, data_dir, None)
     meta = dict(base, name=teacher_name, role="teacher", num_frames=config.spec.max_frames, sampler=None,
                 metrics=teacher_metrics, best_val_gap=record["best_val_gap"], epochs_run=record["epochs_run"])
@@ -441,7 +441,7 @@ def train_zoo_config(
     )
 
     for k in ks:
-        name = f"{config.student_name(k)}.{config.dataset}"
+        name = config.student_name(k, tagged=True)
         runs = _student_runs(config, k, teacher, data_dir, work_dir, baselines, epochs, verbose)
         student, record, metrics = runs["distilled"][0]
         meta = dict(base, name=name, role="student", num_frames=k, sampler=config.sampler,
@@ -455,7 +455,7 @@ def train_zoo_config(
             pathlib.Path(out_dir) / name, student, config.model_config("student", k), meta
         )
     if config.elastic and train_elastic:
-        name = f"{config.elastic_name()}.{config.dataset}"
+        name = config.elastic_name(tagged=True)
         student, record = train_student(
             config, None, teacher, data_dir, work_dir, elastic=True, epochs=epochs, verbose=verbose
         )

@@ -46,6 +46,7 @@ from kdzoo.data import count_records, make_dataset
 from kdzoo.distillation import Distiller
 from kdzoo.models import build_model
 from kdzoo.sampling import SAMPLERS
+from kdzoo.zoo import names
 from kdzoo.zoo.config import ZooConfig
 
 OBJECTIVE = "val_tradeoff"
@@ -408,7 +409,7 @@ def save_best_student(
         distiller = tuner.load_model(trial)
     student = distiller.student
     k = int(best["k"])
-    name = f"{config.student_name(k)}.{config.dataset}-tuned"
+    name = names.student_name(config.family, k, f"{config.dataset}-tuned")
     directory = pathlib.Path(out_dir) / name
     meta = dict(_metadata_base(config, data_dir, command))
     meta.update({
@@ -416,7 +417,7 @@ def save_best_student(
         "role": "student",
         "num_frames": k,
         "sampler": best["sampler"],
-        "teacher": f"{config.teacher_name()}.{config.dataset}",
+        "teacher": config.teacher_name(tagged=True),
         "distillation": dict(_distill_kwargs(config), mode="serial",
                              representation_weight=best["representation_weight"],
                              prediction_weight=best["prediction_weight"]),

@@ -40,6 +40,7 @@ import yaml
 from kdzoo.data import DatasetSpec, get_spec
 from kdzoo.models import FAMILIES
 from kdzoo.sampling import SAMPLERS
+from kdzoo.zoo import names
 
 TRAINING_DEFAULTS = {
     "epochs": 20,
@@ -171,14 +172,15 @@ class ZooConfig:
         return cls.from_dict(raw, path=str(path))
 
     # ------------------------------------------------------------------ names
-    def teacher_name(self) -> str:
-        return f"{self.family}_teacher"
+    # Names come from `kdzoo.zoo.names`; ``tagged=True`` appends ``.<dataset>``.
+    def teacher_name(self, tagged: bool = False) -> str:
+        return names.teacher_name(self.family, self.dataset if tagged else None)
 
-    def student_name(self, k: int) -> str:
-        return f"{self.family}_student_k{k}"
+    def student_name(self, k: int, tagged: bool = False) -> str:
+        return names.student_name(self.family, k, self.dataset if tagged else None)
 
-    def elastic_name(self) -> str:
-        return f"{self.family}_student_elastic"
+    def elastic_name(self, tagged: bool = False) -> str:
+        return names.elastic_name(self.family, self.dataset if tagged else None)
 
     def names(self) -> list[str]:
         """Architecture names (without the dataset tag) this config defines."""

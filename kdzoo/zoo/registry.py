@@ -1,6 +1,7 @@
 """The model zoo registry: names, tags, resolution, loading.
 
-Names are ``<family>_<role>[_k<k>][.<dataset>]``: ``netvlad_teacher.audioset``,
+Names are ``<family>_<role>[_k<k>|_elastic][.<dataset>]`` (parsed and formatted by
+`kdzoo.zoo.names`): ``netvlad_teacher.audioset``,
 ``netvlad_student_k2.audioset``, ``hrnn_student_k10.yt8m``. An untagged name resolves to
 the tag that has pretrained weights, else to the ``yt8m`` entry, else to the only tag.
 
@@ -23,7 +24,7 @@ from typing import Any
 import keras
 
 from kdzoo.models import build_model
-from kdzoo.zoo import artifacts
+from kdzoo.zoo import artifacts, names
 from kdzoo.zoo.config import ZooConfig
 
 _REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -63,7 +64,7 @@ class ZooEntry:
 
     @property
     def name(self) -> str:
-        return f"{self.arch}.{self.tag}"
+        return str(names.parse_name(self.arch).with_dataset(self.tag))
 
     @property
     def entry_dir(self) -> pathlib.Path:
@@ -153,6 +154,10 @@ class Registry:
         universe = sorted(set(self.entries) | {e.arch for e in self.entries.values()})
         close = difflib.get_close_matches(name, universe, n=5, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        try:
+            names.parse_name(name)
+        except ValueError as error:
+            hint += f" ({error})"
         raise UnknownModelError(
             f"Unknown model name {name!r}.{hint} See kdzoo.list_models() for all {len(self.entries)} names."
         )
@@ -181,7 +186,7 @@ class Registry:
         if k is not None and not entry.elastic and k != entry.num_frames:
             raise ValueError(
                 f"{entry.name} is built for {entry.num_frames} frames; k={k} applies to elastic students "
-                f"only (e.g. {entry.config.family}_student_elastic.{entry.tag})."
+                f"only (e.g. {names.elastic_name(entry.config.family, entry.tag)})."
             )
         model = build_model(entry.model_config(k))
         if weights is None:
@@ -269,10 +274,9 @@ def load(name: str, weights: str | os.PathLike | None = "default", k: int | None
 
 def load_pair(family: str, k: int, dataset: str | None = None, weights: str | None = "default"):
     """Returns ``(teacher, student)`` of a family for a student frame count k."""
-    suffix = f".{dataset}" if dataset else ""
     registry = get_registry()
-    student = registry.resolve(f"{family}_student_k{k}{suffix}")
-    teacher = registry.resolve(f"{family}_teacher.{student.tag}")
+    student = registry.resolve(names.student_name(family, k, dataset))
+    teacher = registry.resolve(names.teacher_name(family, student.tag))
     return registry.load(teacher.name, weights), registry.load(student.name, weights)
 
 
