@@ -7,6 +7,7 @@ import pathlib
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import keras
 import numpy as np
@@ -204,6 +205,54 @@ def test_fit_reports_losses_and_both_models_metrics_and_evaluate():
     from kdzoo import metrics
     assert results["teacher_gap"] == pytest.approx(metrics.gap(teacher_probs, y, top_k=CLASSES), abs=1e-5)
     assert results["student_gap"] == pytest.approx(metrics.gap(student_probs, y, top_k=CLASSES), abs=1e-5)
+
+
+def test_compile_refuses_loss_and_metrics_instead_of_ignoring_them():
+    distiller = make_distiller()
+    for kwargs, word in (({"loss": "mse"}, "loss"), ({"metrics": ["accuracy"]}, "metrics"),
+                         ({"loss_weights": [1.0]}, "loss_weights"), ({"weighted_metrics": ["mae"]}, "weighted")):
+        with pytest.raises(ValueError, match=rf"refuses \['{word}"):
+            distiller.compile(optimizer="adam", **kwargs)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)  # an optimizer alone is fine
+    assert isinstance(distiller.optimizer, keras.optimizers.Adam)
+
+
+def test_sample_and_class_weights_are_refused():
+    distiller = make_distiller()
+    distiller.compile(optimizer="adam")
+    x, y = synthetic_videos(16)
+    with pytest.raises(ValueError, match="does not support sample_weight or class_weight"):
+        distiller.fit(x, y, sample_weight=np.ones(16, "float32"), batch_size=8, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="does not support sample_weight or class_weight"):
+        distiller.evaluate(x, y, sample_weight=np.ones(16, "float32"), batch_size=8, verbose=0)
+
+
+def test_distiller_builds_through_keras_build_and_reloads_compiled(tmp_path):
+    keras.utils.set_random_seed(1)
+    teacher = build_model(small_config("pooling", num_frames=FRAMES, name="teacher"))
+    student = build_model(small_config("pooling", num_frames=3, name="student", hidden_size=12))
+    distiller = Distiller(teacher, student, k=3)
+    assert distiller.built and distiller.projection.built  # via Distiller.build: 12 -> 16 wide
+    assert distiller.projection.kernel.shape == (12, 16)
+    _fit(distiller, epochs=1)
+    path = tmp_path / "d.keras"
+    distiller.save(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # e.g. "compile() was not called as part of model loading"
+        restored = keras.saving.load_model(path)
+    assert isinstance(restored.optimizer, keras.optimizers.Adam)
+    assert int(restored.optimizer.iterations) == int(distiller.optimizer.iterations)
+
+
+def test_predict_teacher_role_leaves_the_distiller_as_it_was():
+    distiller = make_distiller()
+    x, _ = synthetic_videos(8, seed=3)
+    want_teacher = distiller.teacher(x, training=False)["predictions"]
+    want_student = distiller(x, training=False)["predictions"]
+    for _ in range(2):  # interleaved: each role keeps its own outputs
+        np.testing.assert_allclose(distiller.predict(x, role="teacher", verbose=0)["predictions"], want_teacher,
+                                   atol=1e-6)
+        np.testing.assert_allclose(distiller.predict(x, verbose=0)["predictions"], want_student, atol=1e-6)
 
 
 def test_fit_with_callbacks_and_backup_restore(tmp_path):

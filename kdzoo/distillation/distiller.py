@@ -162,7 +162,6 @@ class Distiller(keras.Model):
         self.projection = None
         if teacher is not None and embedding_size(teacher) != embedding_size(student):
             self.projection = keras.layers.Dense(embedding_size(teacher), dtype="float32", name="projection")
-            self.projection.build((None, embedding_size(student)))
 
         loss_names = ["loss", "ce_loss"]
         if teacher is not None:
@@ -176,8 +175,17 @@ class Distiller(keras.Model):
             role: [self._make_metric(m, f"{role}_{m}", num_classes) for m in self.metric_names]
             for role in roles
         }
-        self._predict_role = "student"
-        self.built = True
+        # Every shape is known now (teacher and student are built), so the Distiller builds
+        # itself through `build`, as Keras' BackupAndRestore wants before `fit`.
+        self.build()
+
+    def build(self, input_shape: Any = None) -> None:
+        """Creates the projection's weights: student embedding -> teacher embedding width.
+
+        The teacher and the student come built; nothing here depends on `input_shape`.
+        """
+        if self.projection is not None and not self.projection.built:
+            self.projection.build((None, embedding_size(self.student)))
 
     def _make_metric(self, name: str, full_name: str, num_classes: int) -> keras.metrics.Metric:
         if name == "gap":
@@ -189,6 +197,36 @@ class Distiller(keras.Model):
         if name == "perr":
             return kd_metrics.PERR(name=full_name)
         return kd_metrics.HitAtOne(name=full_name)
+
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
+                **kwargs):
+        """`keras.Model.compile` with an optimizer (and Keras' run options: ``jit_compile``,
+        ``steps_per_execution``, ...).
+
+        The Distiller's losses come from its ``*_weight`` arguments and its metrics from
+        ``metrics=`` in the constructor, so ``loss``, ``loss_weights``, ``metrics`` and
+        ``weighted_metrics`` here are refused with a ValueError rather than ignored.
+        """
+        given = {
+            name: value
+            for name, value in (("loss", loss), ("loss_weights", loss_weights), ("metrics", metrics),
+                                ("weighted_metrics", weighted_metrics))
+            if value
+        }
+        if given:
+            raise ValueError(
+                f"Distiller.compile() takes an optimizer only; it refuses {sorted(given)}: the losses are set by "
+                "ce_weight, representation_weight and prediction_weight, the metrics by metrics=(...) in the "
+                f"Distiller's constructor. Received: {given}"
+            )
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        """Recompiles a loaded Distiller with its saved optimizer (see `compile`)."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
@@ -258,15 +296,22 @@ class Distiller(keras.Model):
         return self.student(self.student_view(inputs, training=training), training=training)
 
     def compute_losses(self, inputs: Any, labels: Any, training: bool = False):
-        """All losses of one batch, plus both models' outputs.
+        """All losses of one batch, plus both models' outputs: the per-batch step of
+        `train_step` and `test_step`, also callable from a custom ``tf.distribute`` loop.
+
+        Args:
+            inputs: ``{"frames": (batch, frames, features), "mask": (batch, frames)}``.
+            labels: ``(batch, num_classes)`` multi-hot.
+            training: a training step (dropout on, the training-time sampler, the step's seed).
 
         Returns ``(losses, student_outputs, teacher_outputs)`` where ``losses`` maps the
-        names in ``loss_trackers`` to scalars and ``teacher_outputs`` is None without a teacher.
+        names in ``loss_trackers`` to scalars (means over this batch; ``"loss"`` is the
+        weighted total) and ``teacher_outputs`` is None without a teacher.
         """
         labels = ops.cast(labels, "float32")
         frames, mask = self._unpack(inputs)
-        student_view = self._student_view(inputs, frames, mask, training=training)
-        student_out = self.student(student_view, training=training)
+        # Through `__call__` (the student on its view), as the Keras guide's train_step does.
+        student_out = self(inputs, training=training)
         ce = kd_losses.classification_loss(labels, student_out["predictions"])
         losses = {"ce_loss": ce}
         total = self.ce_weight * ce
@@ -293,8 +338,8 @@ class Distiller(keras.Model):
         losses["loss"] = total
         return losses, student_out, teacher_out
 
-    def _update_metrics(self, losses, labels, student_out, teacher_out, ranking: bool) -> dict[str, Any]:
-        """Updates the trackers; returns the logs.
+    def update_metrics(self, losses, labels, student_out, teacher_out, ranking: bool) -> dict[str, Any]:
+        """Updates the trackers with one batch (`compute_losses`' results); returns the logs.
 
         Ranking metrics (GAP, mAP) buffer every prediction of the epoch and sort them
         to report: they run in `evaluate` and validation only (``ranking=True``), so a
@@ -312,8 +357,20 @@ class Distiller(keras.Model):
         return logs
 
     # ----------------------------------------------------------------- steps
+    @staticmethod
+    def _unpack_batch(data):
+        inputs, labels, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if sample_weight is not None:
+            raise ValueError(
+                "The Distiller does not support sample_weight or class_weight: its losses and metrics weigh "
+                "every video alike. Pass batches (inputs, labels) without weights."
+            )
+        if labels is None:
+            raise ValueError("Expected batches (inputs, labels); the Distiller's losses need the labels.")
+        return inputs, labels
+
     def train_step(self, data):
-        inputs, labels = data[0], data[1]
+        inputs, labels = self._unpack_batch(data)
         with tf.GradientTape() as tape:
             losses, student_out, teacher_out = self.compute_losses(inputs, labels, training=True)
             # Per-replica mean: gradients are summed across replicas by the optimizer.
@@ -324,30 +381,26 @@ class Distiller(keras.Model):
         self.optimizer.apply_gradients(
             [(g, v) for g, v in zip(gradients, variables) if g is not None]
         )
-        return self._update_metrics(losses, ops.cast(labels, "float32"), student_out, teacher_out, ranking=False)
+        return self.update_metrics(losses, ops.cast(labels, "float32"), student_out, teacher_out, ranking=False)
 
     def test_step(self, data):
-        inputs, labels = data[0], data[1]
+        inputs, labels = self._unpack_batch(data)
         losses, student_out, teacher_out = self.compute_losses(inputs, labels, training=False)
-        return self._update_metrics(losses, ops.cast(labels, "float32"), student_out, teacher_out, ranking=True)
-
-    def predict_step(self, data):
-        inputs = data[0] if isinstance(data, tuple) else data
-        if self._predict_role == "teacher":
-            frames, mask = self._unpack(inputs)
-            return self.teacher({"frames": frames, "mask": mask}, training=False)
-        return self(inputs, training=False)
+        return self.update_metrics(losses, ops.cast(labels, "float32"), student_out, teacher_out, ranking=True)
 
     def predict(self, x, *args, role: str = "student", **kwargs):
-        """Predicts with the student (default) or, with ``role="teacher"``, the teacher."""
+        """Predicts with the student (default) or, with ``role="teacher"``, the teacher.
+
+        The teacher predicts through its own view of the inputs (every real frame); the
+        Distiller's state is left as it is.
+        """
         if role not in ("student", "teacher"):
             raise ValueError(f"Unknown role {role!r}. Expected 'student' or 'teacher'.")
-        if role == "teacher" and self.teacher is None:
+        if role == "student":
+            return super().predict(x, *args, **kwargs)
+        if self.teacher is None:
             raise ValueError("This Distiller has no teacher; predict with role='student'.")
-        if role != self._predict_role:
-            self._predict_role = role
-            self.predict_function = None
-        return super().predict(x, *args, **kwargs)
+        return _TeacherView(self).predict(x, *args, **kwargs)
 
     # ----------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:
@@ -381,3 +434,15 @@ class Distiller(keras.Model):
         config["teacher"] = None if teacher is None else keras.saving.deserialize_keras_object(teacher)
         config["student"] = keras.saving.deserialize_keras_object(config.pop("student"))
         return cls(**config)
+
+
+class _TeacherView(keras.Model):
+    """The teacher of a `Distiller` applied to the Distiller's inputs (for ``predict(role="teacher")``)."""
+
+    def __init__(self, distiller: Distiller):
+        super().__init__(name=f"{distiller.name}_teacher")
+        self.distiller = distiller
+
+    def call(self, inputs: Any, training: bool = False) -> dict[str, Any]:
+        frames, mask = self.distiller._unpack(inputs)
+        return self.distiller.teacher({"frames": frames, "mask": mask}, training=False)
