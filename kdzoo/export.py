@@ -56,9 +56,8 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from kdzoo import sampling
+from kdzoo import _tf_internals, sampling
 from kdzoo.data.quantization import VARIANTS, dequantize as _dequantize
 from kdzoo.models import frame_shape
 
@@ -248,7 +247,7 @@ def write_tflite(module: tf.Module, path: str | os.PathLike) -> str:
     """
     path = pathlib.Path(path)
     concrete = module.serve.get_concrete_function()
-    frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False)
+    frozen = _tf_internals.convert_variables_to_constants_v2(concrete, lower_control_flow=False)
     names = sorted(concrete.structured_outputs)  # the order tf.nest flattens the output dict in
 
     @tf.function(input_signature=concrete.structured_input_signature[0])

@@ -6,7 +6,7 @@ from kdzoo.profiling.flops import flops
 from kdzoo.profiling.flops import flops_breakdown
 from kdzoo.profiling.flops import flops_split
 from kdzoo.profiling.flops import params
-from kdzoo.profiling.flops import tf_profiler_flops
+from kdzoo.profiling.tf_profiler import tf_profiler_flops
 from kdzoo.profiling.latency import compare
 from kdzoo.profiling.latency import latency
 from kdzoo.profiling.trace import write_trace

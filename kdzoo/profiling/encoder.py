@@ -211,7 +211,7 @@ def tf_profiler_encoder_flops(encoder: keras.Model) -> int:
     count 0 and pooling is counted by its own rules, so it reads a few percent below the
     analytic count on conv nets.
     """
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from kdzoo import _tf_internals
 
     specs = [tf.TensorSpec((1, *s.shape), s.dtype) for s in frame_specs(encoder)]
 
@@ -219,10 +219,7 @@ def tf_profiler_encoder_flops(encoder: keras.Model) -> int:
     def forward(*flat):
         return encoder(_structured(encoder, flat), training=False)
 
-    graph = convert_variables_to_constants_v2(forward.get_concrete_function(*specs)).graph
-    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-    options["output"] = "none"
-    return int(tf.compat.v1.profiler.profile(graph=graph, cmd="scope", options=options).total_float_ops)
+    return _tf_internals.profile_float_ops(forward.get_concrete_function(*specs))
 
 
 def encoder_latency(
