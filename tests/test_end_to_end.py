@@ -194,13 +194,9 @@ def test_kdzoo_export_serves_a_zoo_entry_end_to_end(tmp_path):
 
 def test_cli_export_with_an_encoder_file(tmp_path, monkeypatch, capsys):
     from kdzoo import cli
-    from test_export import ZOO_YAML
+    from test_export import use_tiny_zoo
 
-    configs = tmp_path / "configs"
-    configs.mkdir()
-    (configs / "netvlad.audioset.yaml").write_text(ZOO_YAML)
-    monkeypatch.setenv("KDZOO_ZOO_CONFIGS", str(configs))
-    monkeypatch.setenv("KDZOO_PRETRAINED", str(tmp_path / "pretrained"))
+    use_tiny_zoo(tmp_path, monkeypatch)
     encoder = tiny_encoder(out=128)
     encoder.save(tmp_path / "encoder.keras")
     out = tmp_path / "served.keras"

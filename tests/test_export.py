@@ -137,12 +137,17 @@ def test_export_errors(tmp_path, models):
 ZOO_YAML = tiny_zoo_yaml()
 
 
-def test_cli_export(tmp_path, monkeypatch, capsys):
+def use_tiny_zoo(tmp_path, monkeypatch):
+    """Points the registry at a zoo with one tiny AudioSet NetVLAD config and no weights."""
     configs = tmp_path / "configs"
     configs.mkdir()
     (configs / "netvlad.audioset.yaml").write_text(ZOO_YAML)
     monkeypatch.setenv("KDZOO_ZOO_CONFIGS", str(configs))
     monkeypatch.setenv("KDZOO_PRETRAINED", str(tmp_path / "pretrained"))
+
+
+def test_cli_export(tmp_path, monkeypatch, capsys):
+    use_tiny_zoo(tmp_path, monkeypatch)
     out = tmp_path / "served"
     rc = cli.main(["export", "netvlad_student_k2.audioset", "--format", "savedmodel", "--out", str(out),
                    "--weights", "default", "--input-dtype", "uint8"])
