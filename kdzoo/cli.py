@@ -149,7 +149,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                       f"{sv / tv:.3f}" if tv else "-")
     console = _console()
     if e2e:
-        console.print(_end_to_end_headline(e2e))
+        print(_end_to_end_headline(e2e))
     console.print(table)
     console.print(f"Device: {cost['teacher']['latency'][1]['device']}. 'card' rows come from the entries' "
                   "metadata.json; pass --data GLOB to measure on your own TFRecords.")
@@ -176,7 +176,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     table = _cost_table(f"{teacher_entry.name}  vs  {student_entry.name}", cost)
     if e2e:
         _add_end_to_end_rows(table, e2e)
-        _console().print(_end_to_end_headline(e2e))
+        print(_end_to_end_headline(e2e))
     _console().print(table)
     logdir = pathlib.Path(args.logdir or os.path.join("runs", "profile", student_entry.name))
     if not args.no_trace:

@@ -228,7 +228,7 @@ def export_clip(
     `clip_serving_model`; reload with ``keras.saving.load_model`` after ``import
     kdzoo.end_to_end``), ``"savedmodel"`` (``serve`` / ``serving_default`` with one
     ``[None, *frame_shape]`` input per encoder input) and ``"tflite"`` (where the encoder
-    converts to TFLite builtin ops; VGGish and the tiny conv nets of the tests do).
+    converts to TFLite builtin ops; VGGish does, 290 MB end to end, and so do the tests' small conv nets).
 
     Returns:
         The path written, as a string.

@@ -214,3 +214,24 @@ def student_reference_k(model, encoder, frames, k):
     features = encode_all(encoder, frames)
     idx = sampling.sample_indices([len(frames)], k).numpy()[0]
     return np.asarray(model({"frames": features[idx][None], "mask": np.ones((1, k), "float32")})["predictions"])[0]
+
+
+def test_cli_profile_adds_the_encoder(tmp_path, monkeypatch, capsys):
+    import json
+
+    from kdzoo import cli
+    from kdzoo.profiling import encoder as encoder_cost
+    from test_export import use_tiny_zoo
+
+    use_tiny_zoo(tmp_path, monkeypatch)
+    encoder = tiny_encoder(out=128)
+    encoder.save(tmp_path / "encoder.keras")
+    rc = cli.main(["profile", "netvlad_student_k2.audioset", "--weights", "none", "--encoder",
+                   str(tmp_path / "encoder.keras"), "--no-trace", "--repeats", "2", "--batches", "1", "--json"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "end to end GFLOPs" in out and "no encoder weights" in out
+    report = json.loads(out[out.index("{"):])
+    per_frame = encoder_cost.encoder_flops(encoder)
+    for role, n in (("teacher", 10), ("student", 2)):
+        assert report["end_to_end"][role]["flops"] == report[role]["flops"] + n * per_frame
