@@ -68,3 +68,12 @@ def write_audioset_train(folder, videos, files):
             for i in range(f, videos, files)))
         for f in range(files)
     ]
+
+
+def use_tiny_zoo(tmp_path, monkeypatch):
+    """Points the registry at a zoo with one tiny AudioSet NetVLAD config and no weights."""
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "netvlad.audioset.yaml").write_text(tiny_zoo_yaml())
+    monkeypatch.setenv("KDZOO_ZOO_CONFIGS", str(configs))
+    monkeypatch.setenv("KDZOO_PRETRAINED", str(tmp_path / "pretrained"))

@@ -16,6 +16,8 @@ from kdzoo.data import (
     quantize,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def test_presets():
     assert YT8M_FRAME.feature_size == 1152 and YT8M_FRAME.num_classes == 3862 and YT8M_FRAME.max_frames == 300

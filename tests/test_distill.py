@@ -17,52 +17,7 @@ import tensorflow as tf
 from kdzoo.distillation import Distiller
 from kdzoo.distillation import losses as kd_losses
 from kdzoo.models import build_model
-
-FEATURES = 6
-CLASSES = 5
-FRAMES = 8
-
-
-def small_config(family="pooling", num_frames=None, name="m", **overrides):
-    aggregator = {
-        "pooling": {"mode": "mean_max"},
-        "netvlad": {"num_clusters": 4, "output_size": 8},
-        "nextvlad": {"num_clusters": 4, "expansion": 2, "groups": 2, "output_size": 8},
-        "hrnn": {"units": 8, "block_size": 2},
-    }[family]
-    config = {
-        "family": family,
-        "feature_size": FEATURES,
-        "num_classes": CLASSES,
-        "num_frames": num_frames,
-        "aggregator": aggregator,
-        "hidden_size": 16,
-        "head": {"num_mixtures": 2},
-        "name": name,
-    }
-    config.update(overrides)
-    return config
-
-
-def synthetic_videos(n=64, seed=0):
-    """Padded videos whose labels are a fixed function of their frames (learnable)."""
-    rng = np.random.default_rng(seed)
-    frames = rng.normal(size=(n, FRAMES, FEATURES)).astype("float32")
-    lengths = rng.integers(3, FRAMES + 1, size=n)
-    mask = (np.arange(FRAMES)[None, :] < lengths[:, None]).astype("float32")
-    frames *= mask[..., None]
-    mean = frames.sum(1) / lengths[:, None]
-    w = np.random.default_rng(123).normal(size=(FEATURES, CLASSES))
-    labels = (mean @ w > 0.0).astype("float32")
-    return {"frames": frames, "mask": mask}, labels
-
-
-def make_distiller(mode="serial", teacher_family="pooling", student_family="pooling", k=3, **kwargs):
-    keras.utils.set_random_seed(1)
-    teacher = build_model(small_config(teacher_family, num_frames=FRAMES, name="teacher"))
-    student = build_model(small_config(student_family, num_frames=k, name="student", hidden_size=12))
-    return Distiller(teacher, student, k=k, mode=mode, **kwargs)
-
+from helpers import CLASSES, FEATURES, FRAMES, make_distiller, small_config, synthetic_videos
 
 def test_ce_only_loss_equals_keras_bce_on_student():
     x, y = synthetic_videos(16)
@@ -344,7 +299,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     sys.path.insert(0, sys.argv[1])
-    from test_distill import make_distiller, synthetic_videos
+    from helpers import make_distiller, synthetic_videos
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         distiller = make_distiller(teacher_family="netvlad")

@@ -118,7 +118,7 @@ MIRRORED_VS_FIT = textwrap.dedent(
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras, numpy as np
     sys.path.insert(0, sys.argv[1])
-    from test_distill import small_config, synthetic_videos
+    from helpers import small_config, synthetic_videos
     from kdzoo.distillation import Distiller
     from kdzoo.distribute import fit_stage
     from kdzoo.models import build_model

@@ -7,7 +7,8 @@ import tensorflow as tf
 
 from kdzoo import end_to_end, sampling
 from kdzoo.models import build_model
-from test_export import load_runner
+from helpers import load_runner
+from records import use_tiny_zoo
 
 FRAME = (6, 5, 1)  # a tiny "log-mel patch"
 FEATURES = 8
@@ -194,7 +195,6 @@ def test_kdzoo_export_serves_a_zoo_entry_end_to_end(tmp_path):
 
 def test_cli_export_with_an_encoder_file(tmp_path, monkeypatch, capsys):
     from kdzoo import cli
-    from test_export import use_tiny_zoo
 
     use_tiny_zoo(tmp_path, monkeypatch)
     encoder = tiny_encoder(out=128)
@@ -221,7 +221,6 @@ def test_cli_profile_adds_the_encoder(tmp_path, monkeypatch, capsys):
 
     from kdzoo import cli
     from kdzoo.profiling import encoder as encoder_cost
-    from test_export import use_tiny_zoo
 
     use_tiny_zoo(tmp_path, monkeypatch)
     encoder = tiny_encoder(out=128)

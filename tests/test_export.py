@@ -10,7 +10,8 @@ import tensorflow as tf
 from kdzoo import cli, export, sampling
 from kdzoo.data import dequantize, quantize
 from kdzoo.models import build_model
-from records import tiny_zoo_yaml
+from helpers import load_runner
+from records import use_tiny_zoo
 
 FEATURES = 6
 CLASSES = 5
@@ -43,18 +44,6 @@ def reference(model, frames, k=K, sampler="uniform"):
     idx = sampling.sample_indices([len(frames)], k, method=sampler).numpy()[0]
     out = model({"frames": frames[idx][None], "mask": np.ones((1, k), "float32")}, training=False)
     return {name: np.asarray(value)[0] for name, value in out.items()}
-
-
-def load_runner(fmt, path):
-    """A callable video -> {"predictions", "embedding"} for an exported artefact."""
-    if fmt == "keras":
-        served = keras.saving.load_model(path)  # safe_mode=True
-        return lambda v: {k: np.asarray(x) for k, x in served(v).items()}
-    if fmt == "savedmodel":
-        loaded = tf.saved_model.load(path)
-        return lambda v: {k: x.numpy() for k, x in loaded.serve(tf.constant(v)).items()}
-    interpreter = tf.lite.Interpreter(model_path=path)
-    return lambda v: export.run_tflite(interpreter, v)
 
 
 def artefact(tmp_path, fmt, name="m"):
@@ -134,16 +123,6 @@ def test_export_errors(tmp_path, models):
                                atol=1e-5)
 
 
-ZOO_YAML = tiny_zoo_yaml()
-
-
-def use_tiny_zoo(tmp_path, monkeypatch):
-    """Points the registry at a zoo with one tiny AudioSet NetVLAD config and no weights."""
-    configs = tmp_path / "configs"
-    configs.mkdir()
-    (configs / "netvlad.audioset.yaml").write_text(ZOO_YAML)
-    monkeypatch.setenv("KDZOO_ZOO_CONFIGS", str(configs))
-    monkeypatch.setenv("KDZOO_PRETRAINED", str(tmp_path / "pretrained"))
 
 
 def test_cli_export(tmp_path, monkeypatch, capsys):

@@ -10,6 +10,8 @@ from layer_testing import check_round_trips
 from layer_testing import padded_batch
 from layer_testing import randomize_weights
 
+pytestmark = pytest.mark.unit
+
 DIM = 5
 BN_EPSILON = 1e-3  # keras.layers.BatchNormalization default
 

@@ -11,6 +11,8 @@ from layer_testing import check_round_trips
 from layer_testing import padded_batch
 from layer_testing import randomize_weights
 
+pytestmark = pytest.mark.unit
+
 DIM = 6
 
 

@@ -14,6 +14,8 @@ import tensorflow as tf
 
 from kdzoo import metrics as M
 
+pytestmark = pytest.mark.unit
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 

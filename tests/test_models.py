@@ -7,6 +7,8 @@ import keras
 
 from kdzoo.models import build_model
 
+pytestmark = pytest.mark.unit
+
 CONFIG = {
     "family": "pooling",
     "feature_size": 6,

@@ -5,6 +5,8 @@ import tensorflow as tf
 from kdzoo import sampling
 from kdzoo.sampling import SAMPLERS, sample_frames, sample_indices, sample_indices_numpy
 
+pytestmark = pytest.mark.unit
+
 DETERMINISTIC = [m for m in SAMPLERS if m != "random"]
 LENGTHS = np.arange(0, 41, dtype=np.int32)
 

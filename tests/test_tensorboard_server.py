@@ -19,8 +19,7 @@ import pytest
 from kdzoo.distillation import Distiller
 from kdzoo.models import build_model
 
-sys.path.insert(0, os.path.dirname(__file__))
-from test_distill import FRAMES, small_config, synthetic_videos  # noqa: E402
+from helpers import FRAMES, small_config, synthetic_videos
 
 K = 3
 STARTUP_TIMEOUT_S = 60.0

@@ -8,6 +8,8 @@ from kdzoo import profiling
 from kdzoo.models import build_model
 from kdzoo.zoo.config import ZooConfig
 
+pytestmark = pytest.mark.unit
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
