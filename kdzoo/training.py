@@ -53,6 +53,11 @@ def resolve_data(pattern: str | None, data_dir: str | os.PathLike | None, what: 
     return list_files(pattern)
 
 
+def keras_model_path(work_dir: str | os.PathLike, name: str) -> pathlib.Path:
+    """Where `kdzoo train` / `kdzoo distill` write the model of a (tagged) zoo name as one ``.keras`` file."""
+    return pathlib.Path(work_dir) / "models" / f"{name}.keras"
+
+
 def _datasets(config: ZooConfig, data_dir, batch_size: int, seed: int | None = None):
     train_files = resolve_data(config.data.get("train"), data_dir, "train")
     fraction = float(config.training["validation_fraction"])
@@ -439,6 +444,7 @@ def train_zoo_config(
     written[teacher_name] = artifacts.write_entry(
         pathlib.Path(out_dir) / teacher_name, teacher, config.model_config("teacher"), meta
     )
+    artifacts.atomic_save_model(teacher, keras_model_path(work_dir, config.teacher_name(tagged=True)))
 
     for k in ks:
         name = config.student_name(k, tagged=True)
@@ -454,6 +460,7 @@ def train_zoo_config(
         written[name] = artifacts.write_entry(
             pathlib.Path(out_dir) / name, student, config.model_config("student", k), meta
         )
+        artifacts.atomic_save_model(student, keras_model_path(work_dir, config.student_name(k, tagged=True)))
     if config.elastic and train_elastic:
         name = config.elastic_name(tagged=True)
         student, record = train_student(
@@ -472,4 +479,5 @@ def train_zoo_config(
         written[name] = artifacts.write_entry(
             pathlib.Path(out_dir) / name, student, config.model_config("student", elastic=True), meta
         )
+        artifacts.atomic_save_model(student, keras_model_path(work_dir, config.elastic_name(tagged=True)))
     return written

@@ -35,7 +35,7 @@ def write_audioset(folder: pathlib.Path, n: int = RECORDS, files: int = 2):
 
 def _command(config, data_dir, work_dir):
     return [sys.executable, "-m", "kdzoo.cli", "distill", str(config), "--data-dir", str(data_dir),
-            "--work-dir", str(work_dir), "--epochs", str(EPOCHS), "--verbose", "2"]
+            "--work-dir", str(work_dir), "--epochs", str(EPOCHS), "--progress", "2"]
 
 
 def _env():

@@ -256,7 +256,7 @@ def test_kdzoo_tune_survives_sigkill(tmp_path, data_dir):
     cfg = tmp_path / "tune.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config(tuner="random", max_trials=3, epochs=4)))
     command = [sys.executable, "-m", "kdzoo.cli", "tune", str(cfg), "--data-dir", str(data_dir),
-               "--work-dir", str(work), "--out", str(tmp_path / "out"), "--verbose", "0"]
+               "--work-dir", str(work), "--out", str(tmp_path / "out"), "--progress", "0"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     log = open(tmp_path / "first.log", "wb")
     proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -70,6 +70,22 @@ def atomic_save_weights(model: keras.Model, path: str | os.PathLike) -> None:
         raise
 
 
+def atomic_save_model(model: keras.Model, path: str | os.PathLike) -> None:
+    """`model.save` to a temporary ``.keras`` file, then rename."""
+    path = pathlib.Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"Expected a path ending in '.keras'. Received: {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+
+
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
         return json.load(f)

@@ -6,6 +6,7 @@ for every k in ``k``. Keys::
 
     family: netvlad                 # kdzoo.models.FAMILIES
     dataset: audioset               # a kdzoo.data preset, also the name's tag
+    name: my_clips                  # optional: the names' tag (default: the preset's name)
     k: [1, 2, 3, 5]                 # the students' frame counts k
     sampler: uniform                # kdzoo.sampling.SAMPLERS: how a student's k frames are chosen at evaluation
     train_sampler: random           # optional: how they are chosen in training steps (default: sampler)
@@ -32,6 +33,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import pathlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,7 +58,7 @@ TRAINING_DEFAULTS = {
 }
 
 _KEYS = {
-    "family", "dataset", "k", "sampler", "train_sampler", "elastic", "model", "teacher", "student", "students", "distillation", "training",
+    "family", "dataset", "name", "k", "sampler", "train_sampler", "elastic", "model", "teacher", "student", "students", "distillation", "training",
     "data",
 }
 # Model keys whose overrides are merged key by key instead of replaced.
@@ -110,6 +112,7 @@ class ZooConfig:
             raise ValueError(f"Unknown family {family!r}{where}. Expected one of {FAMILIES}.")
         dataset = raw.get("dataset")
         spec = get_spec(dataset)
+        tag = _tag(raw.get("name"), dataset, path)
         ks = tuple(raw.get("k") or ())
         if not ks or any(not isinstance(k, int) or isinstance(k, bool) or not 0 < k <= spec.max_frames for k in ks):
             raise ValueError(
@@ -146,7 +149,7 @@ class ZooConfig:
         training.update(raw.get("training") or {})
         return cls(
             family=family,
-            dataset=str(dataset),
+            dataset=tag,
             spec=spec,
             ks=ks,
             sampler=sampler,
@@ -221,3 +224,22 @@ class ZooConfig:
             config["num_frames"] = int(k)
             config["name"] = self.student_name(k)
         return config
+
+
+def _tag(name: Any, dataset: Any, path: str | None) -> str:
+    """The tag of a config's names: `name`, else the preset name, else the spec file's stem.
+
+    An inline dataset spec (a mapping) needs `name`, so that entry names and work folders
+    never spell out a whole spec.
+    """
+    if name is None and isinstance(dataset, str):
+        name = pathlib.Path(dataset).stem if dataset.endswith((".yaml", ".yml", ".json")) else dataset
+    if name is None and isinstance(dataset, Mapping) and isinstance(dataset.get("name"), str):
+        name = dataset["name"]
+    where = f" in {path}" if path else ""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-]*", name):
+        raise ValueError(
+            f"Expected the config's 'name' (the tag of its models' names) to be a word of letters, digits, "
+            f"'_' or '-'{where}. Received: name={name!r}" + (" (an inline dataset spec needs one)" if name is None else "")
+        )
+    return name

@@ -215,17 +215,45 @@ class Registry:
         return _load_user_weights(model, pathlib.Path(weights))
 
 
+def load_model_file(path: str | os.PathLike) -> keras.Model:
+    """A kdzoo model saved with ``model.save("x.keras")`` (``safe_mode`` on: no lambdas, no pickles)."""
+    import kdzoo.layers  # noqa: F401  (registers kdzoo's Keras classes for deserialisation)
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Model file not found: {path}")
+    if path.suffix != ".keras":
+        raise ValueError(f"Expected a '.keras' model file. Received: {path}")
+    return keras.saving.load_model(path, safe_mode=True)
+
+
 def _load_user_weights(model: keras.Model, path: pathlib.Path) -> keras.Model:
     if not path.is_file():
-        raise FileNotFoundError(f"Weights file not found: {path}")
+        raise FileNotFoundError(f"Weights file not found: {path} (expected pretrained, default, none or a path)")
     if path.name.endswith(".keras"):
-        loaded = keras.saving.load_model(path, safe_mode=True)
+        loaded = load_model_file(path)
+        expected = [tuple(w.shape) for w in model.weights]
+        found = [tuple(w.shape) for w in loaded.weights]
+        if expected != found:
+            raise ValueError(
+                f"{path} holds a different architecture than {model.name}: {len(found)} weights, "
+                f"{sum(map(_size, found)):,} parameters, against {len(expected)} weights, "
+                f"{sum(map(_size, expected)):,} parameters. To use your own model, pass the .keras "
+                "file itself where a model name is expected (kdzoo.load(path), kdzoo eval PATH --spec ...)."
+            )
         model.set_weights(loaded.get_weights())
         return model
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"Expected a '.weights.h5' or '.keras' file. Received: {path}")
     model.load_weights(path)
     return model
+
+
+def _size(shape: tuple) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
 
 
 @functools.lru_cache(maxsize=8)
@@ -257,11 +285,12 @@ def list_models(pattern: str = "*", pretrained: bool | None = None) -> list[str]
     return get_registry().list_models(pattern, pretrained)
 
 
-def load(name: str, weights: str | os.PathLike | None = "default", k: int | None = None) -> keras.Model:
+def load(name: str | os.PathLike, weights: str | os.PathLike | None = "default", k: int | None = None) -> keras.Model:
     """Returns a zoo model by name, e.g. ``kdzoo.load("netvlad_student_k2.audioset")``.
 
     Args:
-        name: a zoo name, tagged or not (see `list_models`).
+        name: a zoo name, tagged or not (see `list_models`), or the path of a model
+            saved as ``.keras`` (then `weights` must stay ``"default"``).
         weights: ``"pretrained"``: the shipped weights, verified against their sha256
             (an entry without them raises `MissingWeightsError` with the command that
             trains it); ``"default"``: pretrained where shipped, else an untrained model
@@ -269,6 +298,10 @@ def load(name: str, weights: str | os.PathLike | None = "default", k: int | None
         k: fixes the frame budget of an elastic student (``*_student_elastic``), whose
             model otherwise takes any number of frames.
     """
+    if str(name).endswith(".keras"):
+        if weights != "default":
+            raise ValueError(f"{name} is a .keras file: it holds its weights. Received weights={weights!r}.")
+        return load_model_file(name)
     return get_registry().load(name, weights, k=k)
 
 
