@@ -7,6 +7,9 @@ the tag that has pretrained weights, else to the ``yt8m`` entry, else to the onl
 
 The registry is built from the files in ``zoo_configs/`` (architectures) and
 ``pretrained/`` (weights and cards); nothing about the entries is repeated in code.
+An installed kdzoo (wheel, sdist, ``pip install .``) carries both folders as package
+data inside ``kdzoo/``; a source checkout or editable install reads them at the top of
+the repository. ``$KDZOO_ZOO_CONFIGS`` and ``$KDZOO_PRETRAINED`` point elsewhere.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from kdzoo.models import build_model
 from kdzoo.zoo import artifacts, names
 from kdzoo.zoo.config import ZooConfig
 
-_REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+_PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[1]
+_REPO_ROOT = _PACKAGE_DIR.parent
 DEFAULT_TAG = "yt8m"
 
 
@@ -42,12 +46,18 @@ class MissingWeightsError(FileNotFoundError):
     """An entry asked for with weights="pretrained" that has no pretrained weights."""
 
 
+def _zoo_folder(name: str) -> pathlib.Path:
+    """``kdzoo/<name>`` in an installed package, else ``<repository>/<name>``."""
+    installed = _PACKAGE_DIR / name
+    return installed if installed.is_dir() else _REPO_ROOT / name
+
+
 def default_config_dir() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("KDZOO_ZOO_CONFIGS", _REPO_ROOT / "zoo_configs"))
+    return pathlib.Path(os.environ.get("KDZOO_ZOO_CONFIGS") or _zoo_folder("zoo_configs"))
 
 
 def default_pretrained_dir() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("KDZOO_PRETRAINED", _REPO_ROOT / "pretrained"))
+    return pathlib.Path(os.environ.get("KDZOO_PRETRAINED") or _zoo_folder("pretrained"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,10 +105,11 @@ class ZooEntry:
 
     def train_command(self) -> str:
         config_path = self.config.path or f"zoo_configs/{self.config.family}.{self.tag}.yaml"
-        try:
-            config_path = str(pathlib.Path(config_path).relative_to(_REPO_ROOT))
-        except ValueError:
-            pass
+        if not pathlib.Path(config_path).is_relative_to(_PACKAGE_DIR):  # installed: keep the full path
+            try:
+                config_path = str(pathlib.Path(config_path).relative_to(_REPO_ROOT))
+            except ValueError:
+                pass
         return f"kdzoo train {config_path} --data-dir PATH_OR_GS_URL_TO_YOUR_TFRECORDS"
 
 
