@@ -9,6 +9,13 @@ profiler rely on:
   the video embedding E and the sigmoid class probabilities P (both float32, also
   under a ``mixed_float16`` policy).
 
+The model is a `VideoClassifier`: a functional ``keras.Model`` whose ``compile``/``fit``
+treat it as the classifier it is, so that pre-training a teacher on labels is the usual
+Keras call (the embedding output is for distillation and takes no loss)::
+
+    teacher.compile(optimizer="adam", loss="binary_crossentropy", metrics=["auc"])
+    teacher.fit(dataset_of_inputs_and_multi_hot_labels, epochs=10)
+
 A config is a plain dict (it comes from YAML in ``zoo_configs/``)::
 
     {
@@ -123,6 +130,60 @@ def _make_aggregator(family: str, kwargs: Mapping[str, Any]) -> keras.layers.Lay
     return kd_layers.FramePooling(name="pooling", **kwargs)
 
 
+def _predictions(value: Any) -> Any:
+    """The "predictions" part of a model output or target dict; anything else as it is."""
+    if isinstance(value, Mapping) and "predictions" in value:
+        return value["predictions"]
+    return value
+
+
+def _route_to_predictions(value: Any, argument: str) -> Any:
+    """A compile argument given per output -> the one for "predictions" (refusing "embedding")."""
+    if not isinstance(value, Mapping):
+        return value
+    unknown = set(value) - {"predictions"}
+    if unknown:
+        raise ValueError(
+            f"A kdzoo model takes its {argument} on 'predictions' only; the embedding output has no target "
+            "(distil it with kdzoo.Distiller). Call compile(loss='binary_crossentropy', metrics=[...]). "
+            f"Received {argument} for: {sorted(value)}"
+        )
+    return value.get("predictions")
+
+
+@keras.saving.register_keras_serializable(package="kdzoo")
+class VideoClassifier(keras.Model):
+    """A kdzoo video classifier: ``{"frames", "mask"}`` -> ``{"embedding", "predictions"}``.
+
+    A functional model (built by `build_model`) whose ``compile`` losses and metrics
+    apply to ``"predictions"``, against labels given as an array ``(batch, num_classes)``
+    or as ``{"predictions": labels}``. ``model(x)`` and ``predict`` still return both
+    outputs. A per-output dict naming ``"embedding"`` is refused with the call to use.
+    """
+
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
+                **kwargs):
+        super().compile(
+            optimizer=optimizer,
+            loss=_route_to_predictions(loss, "loss"),
+            loss_weights=_route_to_predictions(loss_weights, "loss_weights"),
+            metrics=_route_to_predictions(metrics, "metrics"),
+            weighted_metrics=_route_to_predictions(weighted_metrics, "weighted_metrics"),
+            **kwargs,
+        )
+
+    def compile_from_config(self, config):
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return super().compute_loss(x, _predictions(y), _predictions(y_pred), sample_weight, training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, _predictions(y), _predictions(y_pred), sample_weight)
+
+
 def build_model(config: Mapping[str, Any]) -> keras.Model:
     """Builds a video classifier from a config (see the module docstring).
 
@@ -133,8 +194,8 @@ def build_model(config: Mapping[str, Any]) -> keras.Model:
         config: model config dict.
 
     Returns:
-        A functional `keras.Model` mapping ``{"frames", "mask"}`` to
-        ``{"embedding", "predictions"}``.
+        A `VideoClassifier` (a functional `keras.Model`) mapping ``{"frames", "mask"}``
+        to ``{"embedding", "predictions"}``.
     """
     cfg = normalize_config(config)
     frames = keras.Input(shape=(cfg["num_frames"], cfg["feature_size"]), name="frames")
@@ -158,7 +219,7 @@ def build_model(config: Mapping[str, Any]) -> keras.Model:
         cfg["num_classes"], num_mixtures=head["num_mixtures"], l2=head["l2"], name="moe"
     )(x)
     predictions = keras.layers.Activation("linear", dtype="float32", name="predictions")(probs)
-    return keras.Model(
+    return VideoClassifier(
         inputs={"frames": frames, "mask": mask},
         outputs={"embedding": embedding, "predictions": predictions},
         name=cfg["name"],

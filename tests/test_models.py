@@ -1,11 +1,14 @@
-"""build_model: the per-frame MLP option against a numpy reference, saving round trip, errors."""
+"""build_model: the per-frame MLP option against a numpy reference, saving round trip, errors;
+kdzoo models are classifiers to Keras (compile/fit on labels, the embedding takes no loss)."""
+
+import warnings
 
 import numpy as np
 import pytest
 
 import keras
 
-from kdzoo.models import build_model
+from kdzoo.models import VideoClassifier, build_model
 
 pytestmark = pytest.mark.unit
 
@@ -71,3 +74,62 @@ def test_hidden_batch_norm_normalises_the_hidden_layer_in_training():
     np.testing.assert_allclose(embedding, (h - h.mean(0)) / np.sqrt(h.var(0) + eps), atol=1e-4)
     with pytest.raises(ValueError, match="hidden_size"):
         build_model(dict(CONFIG, hidden_batch_norm=True))
+
+
+CLASSIFIER_CONFIG = {"family": "netvlad", "feature_size": 6, "num_classes": 4, "num_frames": 5,
+          "aggregator": {"num_clusters": 2, "output_size": 8}, "head": {"num_mixtures": 1}, "name": "t"}
+
+
+def labelled_data(n=32, seed=0):
+    rng = np.random.default_rng(seed)
+    x = {"frames": rng.normal(size=(n, 5, 6)).astype("float32"), "mask": np.ones((n, 5), "float32")}
+    y = (rng.random((n, 4)) < 0.3).astype("float32")
+    return x, y
+
+
+def bce(y, p, eps=1e-7):
+    p = np.clip(p, eps, 1 - eps)
+    return float(np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p))))
+
+
+def test_compile_with_one_loss_trains_the_predictions():
+    keras.utils.set_random_seed(0)
+    model = build_model(CLASSIFIER_CONFIG)
+    assert isinstance(model, VideoClassifier)
+    x, y = labelled_data()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy",
+                  metrics=[keras.metrics.AUC(name="auc")])
+    before = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
+    assert before["loss"] == pytest.approx(bce(y, np.asarray(model(x)["predictions"])), rel=1e-4)
+    history = model.fit(x, y, batch_size=8, epochs=8, verbose=0)
+    assert {"loss", "auc"} <= set(history.history)
+    after = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
+    assert after["loss"] < before["loss"] and after["loss"] == pytest.approx(
+        bce(y, np.asarray(model(x)["predictions"])), rel=1e-4)
+    assert set(model.predict(x, verbose=0)) == {"embedding", "predictions"}
+    # Labels as the output dict, and the per-output loss of the old documentation, give the same loss.
+    for loss, target in (("binary_crossentropy", {"predictions": y}), ({"predictions": "binary_crossentropy"}, y)):
+        model.compile(optimizer="adam", loss=loss)
+        result = model.evaluate(x, target, batch_size=32, verbose=0, return_dict=True)
+        assert result["loss"] == pytest.approx(after["loss"], rel=1e-5)
+
+
+def test_a_loss_on_the_embedding_is_refused_with_the_right_call():
+    model = build_model(CLASSIFIER_CONFIG)
+    with pytest.raises(ValueError, match=r"'predictions' only.*compile\(loss='binary_crossentropy'"):
+        model.compile(loss={"embedding": "mse", "predictions": "binary_crossentropy"})
+
+
+def test_compiled_model_round_trips_through_keras_file(tmp_path):
+    keras.utils.set_random_seed(1)
+    model = build_model(CLASSIFIER_CONFIG)
+    x, y = labelled_data()
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "compile() was not called" warning
+        restored = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(restored, VideoClassifier)
+    np.testing.assert_allclose(restored(x)["predictions"], model(x)["predictions"], atol=1e-6)
+    restored.fit(x, y, batch_size=16, epochs=1, verbose=0)  # compiled on load: fit right away

@@ -228,7 +228,7 @@ class Registry:
 
 def load_model_file(path: str | os.PathLike) -> keras.Model:
     """A kdzoo model saved with ``model.save("x.keras")`` (``safe_mode`` on: no lambdas, no pickles)."""
-    import kdzoo.layers  # noqa: F401  (registers kdzoo's Keras classes for deserialisation)
+    import kdzoo.models  # noqa: F401  (registers kdzoo's Keras classes for deserialisation)
 
     path = pathlib.Path(path)
     if not path.is_file():
