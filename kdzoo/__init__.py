@@ -31,10 +31,11 @@ _ATTRIBUTES = {
     "load": "kdzoo.zoo",
     "load_pair": "kdzoo.zoo",
     "model_card": "kdzoo.zoo",
+    "WholeVideoClassifier": "kdzoo.whole_video",
 }
 # `kdzoo.export` is the module kdzoo.export, callable as `kdzoo.export(NAME, PATH, ...)`.
 _SUBMODULES = ("data", "distillation", "encoders", "evaluation", "export", "layers", "metrics", "models",
-               "profiling", "sampling", "training", "tuning", "zoo")
+               "profiling", "sampling", "training", "tuning", "whole_video", "zoo")
 
 __all__ = sorted([*_ATTRIBUTES, "export", "layers", "metrics", "sampling"])
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from kdzoo import export, layers, metrics, sampling
     from kdzoo.distillation import Distiller
     from kdzoo.models import build_model
+    from kdzoo.whole_video import WholeVideoClassifier
     from kdzoo.zoo import list_models, load, load_pair, model_card
 
 

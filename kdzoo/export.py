@@ -14,14 +14,16 @@ Formats (``export_model(model, path, format=...)``):
     ``path`` ends in ``.keras``: a functional model whose single input has shape
     ``(None, D)`` (the *frames* axis, no batch axis) and whose one layer,
     `VideoServing`, holds the student. Reload with
-    ``keras.saving.load_model(path)`` (``safe_mode`` stays on: no lambdas) after
-    ``import kdzoo.export``, and call it directly: ``served(frames)``. Do not use
+    ``served = keras.saving.load_model(path)`` (``safe_mode`` stays on: no lambdas)
+    after ``import kdzoo.export``, and call it directly: ``served(frames)``. Do not use
     ``served.predict(frames)``: ``predict`` would split the frames into batches.
 ``"savedmodel"``
     a folder written by ``tf.saved_model.save`` of a `tf.Module` whose ``serve``
     ``tf.function`` has the input signature ``TensorSpec([None, D], dtype)``; it is
     also the ``serving_default`` signature (TF Serving, ``saved_model_cli``).
-    Reload with ``tf.saved_model.load(path).serve(frames)``; no kdzoo import needed.
+    Reload with ``loaded = tf.saved_model.load(path)``, then ``loaded.serve(frames)``;
+    no kdzoo import needed. Keep ``loaded`` in a variable: ``serve`` reads the
+    variables that ``loaded`` owns, and a temporary's are freed at once.
 ``"tflite"``
     a ``.tflite`` flat buffer, TFLite builtin ops only (no Flex delegate needed).
     Recipe, the one that works on TF 2.21 for a variable-length input: the
@@ -42,7 +44,32 @@ Formats (``export_model(model, path, format=...)``):
     ``ai_edge_litert``; the flat buffer is the same for both.
 
 An empty video (T = 0) is served as the model's output for an all-padding (mask 0)
-input instead of failing on an out-of-range gather.
+input instead of failing on an out-of-range gather. A video of the wrong feature width
+is refused with a ``ValueError`` naming the expected shape (keras format and
+`run_tflite`); the SavedModel's input signature refuses it with a ``TypeError`` that
+names the expected ``TensorSpec``. ``normalization={"mean": (D,), "std": (D,)}``
+(e.g. from `normalization_from_files` on the training records) is stored in every
+format and applied to each video before sampling.
+
+Example (the tests run these lines, in this order, in an empty folder)::
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    import kdzoo
+
+    video = np.random.default_rng(0).normal(size=(25, 128)).astype("float32")  # 25 frames of 128
+
+    kdzoo.export("netvlad_student_k2.audioset", "served.keras")
+    served = keras.saving.load_model("served.keras")  # needs kdzoo.export imported
+    probs = served(video)["predictions"]  # (527,)
+
+    kdzoo.export("netvlad_student_k2.audioset", "served_savedmodel", format="savedmodel")
+    loaded = tf.saved_model.load("served_savedmodel")  # keep it in a variable
+    probs = loaded.serve(tf.constant(video))["predictions"]
+
+    kdzoo.export("netvlad_student_k2.audioset", "served.tflite", format="tflite")
+    probs = kdzoo.export.run_tflite("served.tflite", video)["predictions"]
 """
 
 from __future__ import annotations
@@ -64,7 +91,8 @@ from kdzoo.models import frame_shape
 FORMATS = ("keras", "savedmodel", "tflite")
 INPUT_DTYPES = ("float32", "uint8")
 
-__all__ = ["FORMATS", "INPUT_DTYPES", "VideoServing", "export", "export_model", "serve_video", "run_tflite", "write_tflite"]
+__all__ = ["FORMATS", "INPUT_DTYPES", "VideoServing", "check_video_shape", "export", "export_model",
+           "normalization_from_files", "run_tflite", "serve_video", "write_tflite"]
 
 
 def _check_options(model, k, sampler, input_dtype, dequantize):
@@ -95,14 +123,47 @@ def _refuse_random_tflite(sampler: str) -> None:
         )
 
 
+def check_video_shape(shape, feature_size: int, where: str = "the exported model") -> None:
+    """Raises a clear ValueError unless `shape` is ``(frames, feature_size)``."""
+    shape = tuple(shape)
+    if len(shape) != 2 or (shape[1] is not None and int(shape[1]) != feature_size):
+        raise ValueError(
+            f"Expected one video of shape (frames, {feature_size}) for {where}. Received shape {shape}"
+            + (" (a batch? the serving artefact takes one video at a time)" if len(shape) == 3 else "")
+        )
+
+
+def _check_normalization(normalization, feature_size: int) -> dict[str, list[float]] | None:
+    """``{"mean": (D,), "std": (D,)}`` as float lists, validated; None stays None."""
+    if normalization is None:
+        return None
+    if not isinstance(normalization, dict) or set(normalization) != {"mean", "std"}:
+        raise ValueError(f"Expected normalization={{'mean': (D,), 'std': (D,)}}. Received: {normalization!r:.200}")
+    out = {}
+    for key in ("mean", "std"):
+        value = np.asarray(normalization[key], np.float64).reshape(-1)
+        if value.shape != (feature_size,) or not np.all(np.isfinite(value)):
+            raise ValueError(f"Expected normalization[{key!r}] of {feature_size} finite numbers. "
+                             f"Received shape {value.shape}")
+        out[key] = [float(v) for v in value]
+    if min(out["std"]) <= 0:
+        raise ValueError("Expected normalization['std'] > 0 everywhere. Received a value <= 0.")
+    return out
+
+
 def serve_video(model, frames_in, k: int, sampler: str = "uniform", input_dtype: str = "float32",
-                dequantize: str | None = "yt8m") -> dict[str, tf.Tensor]:
+                dequantize: str | None = "yt8m", normalization=None) -> dict[str, tf.Tensor]:
     """The serving computation on one video ``(T, D)`` (a TF graph; used by every format).
 
     The k frames come from `kdzoo.sampling.sample_frames` with its inference seed rule.
+    ``normalization`` (``{"mean", "std"}``, each ``(D,)``) is applied after dequantising:
+    ``(x - mean) / std``.
     """
     x = tf.convert_to_tensor(frames_in)
+    check_video_shape(x.shape, frame_shape(model)[1], model.name)
     x = _dequantize(x, dequantize) if input_dtype == "uint8" else tf.cast(x, tf.float32)
+    if normalization is not None:
+        x = (x - tf.constant(normalization["mean"], tf.float32)) / tf.constant(normalization["std"], tf.float32)
     length = tf.shape(x)[0]
     # One zero row of padding keeps the gather in range for an empty video (its mask is 0).
     padded = tf.concat([x, tf.zeros([1, tf.shape(x)[1]], tf.float32)], axis=0)
@@ -132,22 +193,26 @@ class VideoServing(keras.layers.Layer):
         sampler: a `kdzoo.sampling.SAMPLERS` name (applied with ``training=False``).
         input_dtype: ``"float32"`` features or ``"uint8"`` quantised codes.
         dequantize: the `kdzoo.data.dequantize` variant for uint8 input.
+        normalization: optional ``{"mean": (D,), "std": (D,)}`` applied to the features
+            (`normalization_from_files` computes it from training data).
     """
 
     def __init__(self, model, k: int, sampler: str = "uniform", input_dtype: str = "float32",
-                 dequantize: str | None = "yt8m", **kwargs):
+                 dequantize: str | None = "yt8m", normalization=None, **kwargs):
         super().__init__(**kwargs)
         self.k, self.feature_size = _check_options(model, k, sampler, input_dtype, dequantize)
         self.model = model
         self.sampler = sampler
         self.video_dtype = input_dtype
         self.dequantize = dequantize
+        self.normalization = _check_normalization(normalization, self.feature_size)
 
     def build(self, input_shape=None):
         self.built = True
 
     def call(self, inputs):
-        return serve_video(self.model, inputs, self.k, self.sampler, self.video_dtype, self.dequantize)
+        return serve_video(self.model, inputs, self.k, self.sampler, self.video_dtype, self.dequantize,
+                           self.normalization)
 
     def compute_output_spec(self, inputs):
         return serving_output_spec(self.model)
@@ -161,6 +226,7 @@ class VideoServing(keras.layers.Layer):
                 "sampler": self.sampler,
                 "input_dtype": self.video_dtype,
                 "dequantize": self.dequantize,
+                "normalization": self.normalization,
             }
         )
         return config
@@ -173,18 +239,27 @@ class VideoServing(keras.layers.Layer):
 
 
 def serving_model(model, k: int | None = None, sampler: str = "uniform", input_dtype: str = "float32",
-                  dequantize: str | None = "yt8m") -> keras.Model:
+                  dequantize: str | None = "yt8m", normalization=None) -> keras.Model:
     """A keras.Model: one video ``(T, D)`` -> ``{"predictions", "embedding"}`` (no batch axis)."""
-    layer = VideoServing(model, k, sampler, input_dtype, dequantize, name="video_serving")
+    layer = VideoServing(model, k, sampler, input_dtype, dequantize, normalization, name="video_serving")
     video = keras.Input(batch_shape=(None, layer.feature_size), dtype=input_dtype, name="video")
-    return keras.Model(video, layer(video), name=f"{model.name}_serving")
+    return _ServingModel(video, layer(video), name=f"{model.name}_serving")
+
+
+@keras.saving.register_keras_serializable(package="kdzoo")
+class _ServingModel(keras.Model):
+    """The keras export: checks a video's shape before Keras' own input handling."""
+
+    def __call__(self, video, *args, **kwargs):
+        check_video_shape(getattr(video, "shape", np.shape(video)), int(self.inputs[0].shape[-1]), self.name)
+        return super().__call__(video, *args, **kwargs)
 
 
 class _ServingModule(tf.Module):
-    def __init__(self, model, k, sampler, input_dtype, dequantize, feature_size):
+    def __init__(self, model, k, sampler, input_dtype, dequantize, feature_size, normalization=None):
         super().__init__(name="kdzoo_serving")
         self.model = model
-        self._options = (k, sampler, input_dtype, dequantize)
+        self._options = (k, sampler, input_dtype, dequantize, normalization)
 
         @tf.function(input_signature=[tf.TensorSpec([None, feature_size], tf.as_dtype(input_dtype), name="video")])
         def serve(video):
@@ -193,9 +268,10 @@ class _ServingModule(tf.Module):
         self.serve = serve
 
 
-def _module(model, k, sampler, input_dtype, dequantize) -> _ServingModule:
+def _module(model, k, sampler, input_dtype, dequantize, normalization=None) -> _ServingModule:
     k, feature_size = _check_options(model, k, sampler, input_dtype, dequantize)
-    return _ServingModule(model, k, sampler, input_dtype, dequantize, feature_size)
+    normalization = _check_normalization(normalization, feature_size)
+    return _ServingModule(model, k, sampler, input_dtype, dequantize, feature_size, normalization)
 
 
 def export_model(
@@ -206,6 +282,7 @@ def export_model(
     sampler: str = "uniform",
     input_dtype: str = "float32",
     dequantize: str | None = "yt8m",
+    normalization: dict | None = None,
 ) -> str:
     """Writes a serving artefact for a student (see the module docstring).
 
@@ -217,6 +294,9 @@ def export_model(
         sampler: how the k frames are chosen (`kdzoo.sampling.SAMPLERS`).
         input_dtype: ``"float32"`` features or ``"uint8"`` quantised codes.
         dequantize: `kdzoo.data.dequantize` variant applied to uint8 input.
+        normalization: optional ``{"mean": (D,), "std": (D,)}`` stored in the artefact
+            and applied to every video, ``(x - mean) / std`` (after dequantising), so
+            that serving normalises as training did; see `normalization_from_files`.
 
     Returns:
         The path written, as a string.
@@ -228,14 +308,14 @@ def export_model(
     if format == "keras":
         if path.suffix != ".keras":
             raise ValueError(f"A keras export needs a path ending in '.keras'. Received: {path}")
-        serving_model(model, k, sampler, input_dtype, dequantize).save(path)
+        serving_model(model, k, sampler, input_dtype, dequantize, normalization).save(path)
         return str(path)
     if format == "savedmodel":
-        module = _module(model, k, sampler, input_dtype, dequantize)
+        module = _module(model, k, sampler, input_dtype, dequantize, normalization)
         tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
         return str(path)
     _refuse_random_tflite(sampler)
-    module = _module(model, k, sampler, input_dtype, dequantize)
+    module = _module(model, k, sampler, input_dtype, dequantize, normalization)
     return write_tflite(module, path)
 
 
@@ -263,6 +343,30 @@ def write_tflite(module: tf.Module, path: str | os.PathLike) -> str:
     return str(path)
 
 
+def normalization_from_files(files, spec, take: int | None = None, batch_size: int = 512) -> dict[str, list[float]]:
+    """``{"mean", "std"}`` (each ``(D,)``) of the real frames of TFRecords, for `export_model`.
+
+    Computed over every real (unmasked) frame of the first `take` videos (all by default),
+    after the spec's dequantisation: the features a model trained on them saw.
+    """
+    from kdzoo.data import get_spec, make_dataset
+
+    spec = get_spec(spec)
+    total = total_sq = None
+    count = 0.0
+    for inputs, _ in make_dataset(files, spec, batch_size, take=take):
+        frames = inputs["frames"].numpy().astype(np.float64)
+        mask = inputs["mask"].numpy().astype(np.float64)[..., None]
+        s1, s2 = (frames * mask).sum((0, 1)), (frames ** 2 * mask).sum((0, 1))
+        total, total_sq = (s1, s2) if total is None else (total + s1, total_sq + s2)
+        count += float(mask.sum())
+    if not count:
+        raise ValueError(f"No frames to compute a normalization from in {files!r}.")
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0))
+    return {"mean": [float(v) for v in mean], "std": [float(max(v, 1e-6)) for v in std]}
+
+
 def run_tflite(path_or_interpreter, video) -> dict[str, np.ndarray]:
     """Runs an exported ``.tflite`` on one video ``(T, D)`` (or one raw clip of an
     end-to-end export: an array, or a dict by encoder input name); returns numpy outputs by name."""
@@ -277,6 +381,12 @@ def run_tflite(path_or_interpreter, video) -> dict[str, np.ndarray]:
         (name,) = details
         video = {name: video}
     inputs = {name: np.asarray(video[name]).astype(details[name]["dtype"]) for name in details}
+    for name, value in inputs.items():  # TFLite itself fails deep in its delegate on a wrong shape
+        expected = tuple(int(d) for d in details[name]["shape_signature"])
+        if value.ndim != len(expected) or any(e not in (-1, d) for e, d in zip(expected, value.shape)):
+            shown = tuple("frames" if e == -1 else e for e in expected)
+            raise ValueError(f"Expected input {name!r} of shape {shown} for this .tflite model. "
+                             f"Received shape {value.shape}")
     return {k: np.asarray(v) for k, v in runner(**inputs).items()}
 
 
@@ -291,6 +401,7 @@ def export(
     sampler: str | None = None,
     role: str | None = None,
     input_dtype: str = "float32",
+    normalization: dict | None = None,
 ) -> str:
     """Exports a zoo model (by name) or a kdzoo model for serving; ``kdzoo.export(...)``.
 
@@ -315,6 +426,8 @@ def export(
         sampler: default the zoo config's (``"uniform"`` for a model).
         role: ``"student"`` or ``"teacher"``; default the entry's role (``"student"`` for a model).
         input_dtype: ``"float32"`` or ``"uint8"`` (quantised features; no encoder).
+        normalization: optional ``{"mean": (D,), "std": (D,)}`` of the features, stored
+            in the artefact (features in only; see `export_model`).
 
     Returns:
         The path written, as a string.
@@ -339,7 +452,9 @@ def export(
     encoder = encoders.get_encoder(encoder, dataset=dataset)
     if encoder is None:
         return export_model(model, path, format=format, k=k, sampler=sampler, input_dtype=input_dtype,
-                            dequantize=dequantize)
+                            dequantize=dequantize, normalization=normalization)
+    if normalization is not None:
+        raise ValueError("normalization applies to exports that take features (encoder=None).")
     if input_dtype != "float32":
         raise ValueError(f"An end-to-end export takes raw float32 frames; input_dtype={input_dtype!r} is for features.")
     return export_clip(model, encoder, path, format=format, k=k if role == "student" else None, sampler=sampler,

@@ -111,6 +111,10 @@ class ZooConfig:
         if family not in FAMILIES:
             raise ValueError(f"Unknown family {family!r}{where}. Expected one of {FAMILIES}.")
         dataset = raw.get("dataset")
+        if isinstance(dataset, str) and path and _relative_spec_file(dataset):
+            # A spec file named in a config is relative to the config's folder.
+            beside = pathlib.Path(path).parent / dataset
+            dataset = str(beside) if beside.is_file() else dataset
         spec = get_spec(dataset)
         tag = _tag(raw.get("name"), dataset, path)
         ks = tuple(raw.get("k") or ())
@@ -224,6 +228,10 @@ class ZooConfig:
             config["num_frames"] = int(k)
             config["name"] = self.student_name(k)
         return config
+
+
+def _relative_spec_file(dataset: str) -> bool:
+    return dataset.endswith((".yaml", ".yml", ".json")) and "://" not in dataset and not pathlib.Path(dataset).is_absolute()
 
 
 def _tag(name: Any, dataset: Any, path: str | None) -> str:

@@ -296,7 +296,8 @@ def list_models(pattern: str = "*", pretrained: bool | None = None) -> list[str]
     return get_registry().list_models(pattern, pretrained)
 
 
-def load(name: str | os.PathLike, weights: str | os.PathLike | None = "default", k: int | None = None) -> keras.Model:
+def load(name: str | os.PathLike, weights: str | os.PathLike | None = "default", k: int | None = None,
+         whole_video: bool = False) -> keras.Model:
     """Returns a zoo model by name, e.g. ``kdzoo.load("netvlad_student_k2.audioset")``.
 
     Args:
@@ -308,12 +309,30 @@ def load(name: str | os.PathLike, weights: str | os.PathLike | None = "default",
             with a warning; ``None``: untrained; a path: a ``.weights.h5`` or ``.keras`` file.
         k: fixes the frame budget of an elastic student (``*_student_elastic``), whose
             model otherwise takes any number of frames.
+        whole_video: return a `kdzoo.whole_video.WholeVideoClassifier` that takes whole
+            videos of any length and samples the student's k frames inside with the
+            card's sampler (the same frames as `kdzoo eval` and `kdzoo export`); its
+            ``.model`` is the bare student. A teacher gets every frame.
     """
     if str(name).endswith(".keras"):
         if weights != "default":
             raise ValueError(f"{name} is a .keras file: it holds its weights. Received weights={weights!r}.")
-        return load_model_file(name)
-    return get_registry().load(name, weights, k=k)
+        model = load_model_file(name)
+        if not whole_video:
+            return model
+        from kdzoo.models import input_spec
+        from kdzoo.whole_video import WholeVideoClassifier
+
+        return WholeVideoClassifier(model, k=k or input_spec(model)[0], name=f"{model.name}_whole_video")
+    registry = get_registry()
+    model = registry.load(name, weights, k=k)
+    if not whole_video:
+        return model
+    from kdzoo.whole_video import WholeVideoClassifier
+
+    entry = registry.resolve(name)
+    frames = (k or entry.frames) if entry.role == "student" else None
+    return WholeVideoClassifier(model, k=frames, sampler=entry.config.sampler, name=f"{model.name}_whole_video")
 
 
 def load_pair(family: str, k: int, dataset: str | None = None, weights: str | None = "default"):
