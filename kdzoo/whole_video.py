@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from kdzoo import sampling
-from kdzoo.models import input_spec
+from kdzoo.models import frame_shape
 
 
 @keras.saving.register_keras_serializable(package="kdzoo")
@@ -50,7 +50,7 @@ class WholeVideoClassifier(keras.Model):
         super().__init__(**kwargs)
         if not isinstance(model, keras.Model):
             raise TypeError(f"Expected a kdzoo keras.Model. Received: {type(model).__name__}")
-        model_frames, self.feature_size = input_spec(model)
+        model_frames, self.feature_size = frame_shape(model)
         if k is not None:
             k = sampling.check_k(k, sampler)
             if model_frames is not None and model_frames != k:

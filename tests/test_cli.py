@@ -58,10 +58,10 @@ def test_demo_evaluates_both_models_on_user_data(capsys, audioset_dir):
 
 @needs_demo_pair
 def test_demo_unknown_pair_lists_the_pairs_that_exist(capsys):
-    assert main(["demo", "--family", "hrnn", "--frames", "10"]) == 1
+    assert main(["demo", "--family", "hrnn", "--k", "10"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "No pretrained pair for --family hrnn --frames 10" in err[0]
-    assert "--family netvlad --frames 2 --dataset audioset" in err[0]
+    assert len(err) == 1 and "No pretrained pair for --family hrnn --k 10" in err[0]
+    assert "--family netvlad --k 2 --dataset audioset" in err[0]
 
 
 def test_card_and_list(capsys):
@@ -175,7 +175,7 @@ def test_keras_file_as_model_and_as_weights(tiny_zoo, capsys):
     same = tmp_path / "same.keras"
     student.save(same)
     other = tmp_path / "other.keras"
-    kdzoo.build_model({"family": "pooling", "feature_size": 128, "num_classes": 527, "frames": 3,
+    kdzoo.build_model({"family": "pooling", "feature_size": 128, "num_classes": 527, "num_frames": 3,
                        "name": "mine"}).save(other)
 
     # A .keras of the same architecture works as --weights, and gives the same numbers as the file itself.
@@ -198,7 +198,7 @@ def test_keras_file_as_model_and_as_weights(tiny_zoo, capsys):
                  "--batches", "1", "--repeats", "1", "--no-trace", "--json"]) == 0
     out = capsys.readouterr().out
     cost = json.loads(out[out.index("{"):])
-    assert cost["student"]["frames"] == 3 and cost["teacher"]["frames"] == 10
+    assert cost["student"]["num_frames"] == 3 and cost["teacher"]["num_frames"] == 10
     assert main(["profile", str(other)]) == 1
     assert "needs --teacher" in capsys.readouterr().err
 

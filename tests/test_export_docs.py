@@ -49,7 +49,7 @@ def test_module_docstring_example_runs(tmp_path, monkeypatch):
 
 def tiny_student(frames=3):
     keras.utils.set_random_seed(4)
-    return build_model({"family": "netvlad", "feature_size": WIDTH, "num_classes": 5, "frames": frames,
+    return build_model({"family": "netvlad", "feature_size": WIDTH, "num_classes": 5, "num_frames": frames,
                         "aggregator": {"num_clusters": 2, "output_size": 8}, "head": {"num_mixtures": 1},
                         "name": "tiny_student"})
 
@@ -110,7 +110,7 @@ def test_normalization_from_files_and_the_cli(tmp_path, monkeypatch, capsys):
     np.testing.assert_allclose(stats["mean"], frames.mean(0), atol=1e-5)
     np.testing.assert_allclose(stats["std"], frames.std(0), atol=1e-5)
 
-    student = build_model({"family": "pooling", "feature_size": 128, "num_classes": 527, "frames": 2,
+    student = build_model({"family": "pooling", "feature_size": 128, "num_classes": 527, "num_frames": 2,
                            "aggregator": {"mode": "mean"}, "head": {"num_mixtures": 1}, "name": "mine"})
     student.save(tmp_path / "mine.keras")
     (tmp_path / "stats.json").write_text(json.dumps(stats))

@@ -28,7 +28,7 @@ def test_pretrained_student_on_whole_videos_matches_sampling_by_hand():
         pytest.skip(f"{name} not trained")
     clf = kdzoo.load(name, whole_video=True)
     card = kdzoo.model_card(name)
-    assert isinstance(clf, WholeVideoClassifier) and (clf.k, clf.sampler) == (card["frames"], card["sampler"])
+    assert isinstance(clf, WholeVideoClassifier) and (clf.k, clf.sampler) == (card["num_frames"], card["sampler"])
     clips = videos(128)
     got = clf.predict_videos(clips, batch_size=2)["predictions"]
     assert got.shape == (len(clips), 527)
@@ -40,7 +40,7 @@ def test_pretrained_student_on_whole_videos_matches_sampling_by_hand():
 @pytest.mark.parametrize("sampler", ["uniform", "random", "first_middle_last"])
 def test_same_frames_as_the_keras_export(sampler):
     keras.utils.set_random_seed(0)
-    student = build_model({"family": "netvlad", "feature_size": 6, "num_classes": 5, "frames": 3,
+    student = build_model({"family": "netvlad", "feature_size": 6, "num_classes": 5, "num_frames": 3,
                            "aggregator": {"num_clusters": 2, "output_size": 8}, "head": {"num_mixtures": 1}})
     clf = WholeVideoClassifier(student, k=3, sampler=sampler)
     served = export.serving_model(student, 3, sampler)
@@ -60,7 +60,7 @@ def test_same_frames_as_the_keras_export(sampler):
 
 def test_teacher_sees_its_first_n_frames_padded(tmp_path):
     keras.utils.set_random_seed(2)
-    teacher = build_model({"family": "pooling", "feature_size": 4, "num_classes": 3, "frames": 10,
+    teacher = build_model({"family": "pooling", "feature_size": 4, "num_classes": 3, "num_frames": 10,
                            "aggregator": {"mode": "mean"}, "head": {"num_mixtures": 1}})
     clf = WholeVideoClassifier(teacher)
     clips = videos(4, seed=2)
@@ -79,7 +79,7 @@ def test_teacher_sees_its_first_n_frames_padded(tmp_path):
 
 
 def test_bad_inputs_are_clear_errors():
-    student = build_model({"family": "pooling", "feature_size": 4, "num_classes": 3, "frames": 2})
+    student = build_model({"family": "pooling", "feature_size": 4, "num_classes": 3, "num_frames": 2})
     with pytest.raises(ValueError, match="built for 2 frames"):
         WholeVideoClassifier(student, k=3)
     with pytest.raises(ValueError, match="Unknown sampler"):

@@ -320,10 +320,10 @@ def load(name: str | os.PathLike, weights: str | os.PathLike | None = "default",
         model = load_model_file(name)
         if not whole_video:
             return model
-        from kdzoo.models import input_spec
+        from kdzoo.models import frame_shape
         from kdzoo.whole_video import WholeVideoClassifier
 
-        return WholeVideoClassifier(model, k=k or input_spec(model)[0], name=f"{model.name}_whole_video")
+        return WholeVideoClassifier(model, k=k or frame_shape(model)[0], name=f"{model.name}_whole_video")
     registry = get_registry()
     model = registry.load(name, weights, k=k)
     if not whole_video:
@@ -331,7 +331,7 @@ def load(name: str | os.PathLike, weights: str | os.PathLike | None = "default",
     from kdzoo.whole_video import WholeVideoClassifier
 
     entry = registry.resolve(name)
-    frames = (k or entry.frames) if entry.role == "student" else None
+    frames = (k or entry.num_frames) if entry.role == "student" else None
     return WholeVideoClassifier(model, k=frames, sampler=entry.config.sampler, name=f"{model.name}_whole_video")
 
 
