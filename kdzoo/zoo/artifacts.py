@@ -56,18 +56,22 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
-def atomic_save_weights(model: keras.Model, path: str | os.PathLike) -> None:
-    """`model.save_weights` to a temporary ``.weights.h5`` file, then rename."""
-    path = pathlib.Path(path)
+def _atomic_save(save, path: pathlib.Path, tmp: pathlib.Path) -> None:
+    """``save(tmp)`` then rename `tmp` to `path`; `tmp` is removed on failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.weights.h5")
     try:
-        model.save_weights(tmp)
+        save(tmp)
         os.replace(tmp, path)
     except BaseException:
         if tmp.exists():
             tmp.unlink()
         raise
+
+
+def atomic_save_weights(model: keras.Model, path: str | os.PathLike) -> None:
+    """`model.save_weights` to a temporary ``.weights.h5`` file, then rename."""
+    path = pathlib.Path(path)
+    _atomic_save(model.save_weights, path, path.with_name(f".{path.stem}.tmp.weights.h5"))
 
 
 def atomic_save_model(model: keras.Model, path: str | os.PathLike) -> None:
@@ -75,15 +79,7 @@ def atomic_save_model(model: keras.Model, path: str | os.PathLike) -> None:
     path = pathlib.Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"Expected a path ending in '.keras'. Received: {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
+    _atomic_save(model.save, path, path.with_name(f".{path.stem}.tmp.keras"))
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
