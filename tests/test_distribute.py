@@ -183,7 +183,7 @@ def _env():
 
 def _distill(config, data_dir, work_dir, epochs):
     return [sys.executable, "-m", "kdzoo.cli", "distill", str(config), "--data-dir", str(data_dir),
-            "--work-dir", str(work_dir), "--epochs", str(epochs), "--verbose", "2", "--strategy", "multiworker"]
+            "--work-dir", str(work_dir), "--epochs", str(epochs), "--progress", "2", "--strategy", "multiworker"]
 
 
 def _digests(output: str) -> list[str]:
