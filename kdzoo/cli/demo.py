@@ -26,16 +26,20 @@ def add_parser(sub, parent) -> None:
 
 def pair_entries(reg, name: str):
     """(teacher entry, student entry) for a zoo name of either role."""
+    from kdzoo.zoo import names
+
     entry = reg.resolve(name)
-    teacher = reg.resolve(f"{entry.config.family}_teacher.{entry.tag}")
+    teacher = reg.resolve(names.teacher_name(entry.config.family, entry.tag))
     if entry.role == "student":
         return teacher, entry
-    return teacher, reg.resolve(f"{entry.config.family}_student_k{entry.config.ks[0]}.{entry.tag}")
+    return teacher, reg.resolve(names.student_name(entry.config.family, entry.config.ks[0], entry.tag))
 
 
 def _demo_pair(reg, family: str, k: int, dataset: str):
     """The pretrained pair the demo compares; unknown pairs list the ones that exist."""
-    name = f"{family}_student_k{k}.{dataset}"
+    from kdzoo.zoo import names
+
+    name = names.student_name(family, k, dataset)
     if name not in reg.list_models(pretrained=True):
         pairs = sorted(
             f"--family {e.config.family} --k {e.num_frames} --dataset {e.tag}"
