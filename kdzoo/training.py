@@ -58,7 +58,9 @@ def keras_model_path(work_dir: str | os.PathLike, name: str) -> pathlib.Path:
     return pathlib.Path(work_dir) / "models" / f"{name}.keras"
 
 
-def _datasets(config: ZooConfig, data_dir, batch_size: int, seed: int | None = None):
+def datasets(config: ZooConfig, data_dir, batch_size: int, seed: int | None = None):
+    """``(train, validation, train_files)``: the config's train files split by video-id hash
+    (public: `kdzoo.tuning` trains on the same split)."""
     train_files = resolve_data(config.data.get("train"), data_dir, "train")
     fraction = float(config.training["validation_fraction"])
     seed = int(config.training["seed"]) if seed is None else int(seed)
@@ -162,7 +164,8 @@ def _git_commit() -> str | None:
         return None
 
 
-def _distill_kwargs(config: ZooConfig) -> dict[str, Any]:
+def distill_kwargs(config: ZooConfig) -> dict[str, Any]:
+    """The config's ``distillation:`` section, validated, as `Distiller` keyword arguments."""
     allowed = {
         "mode", "ce_weight", "representation_weight", "prediction_weight", "prediction_loss",
         "teacher_ce_weight", "distill_into_teacher",
@@ -227,7 +230,7 @@ def train_student(
         keras.utils.set_random_seed(seed + k)
         if student is None:
             student = build_model(config.model_config("student", k))
-        kwargs = _distill_kwargs(config) if teacher is not None else {}
+        kwargs = distill_kwargs(config) if teacher is not None else {}
         distiller = Distiller(
             teacher, student, k=k, sampler=config.sampler, train_sampler=train_sampler,
             train_k=config.elastic if elastic else None, seed=seed,
@@ -264,7 +267,7 @@ def _fit(distiller: Distiller, config: ZooConfig, data_dir, run_dir: pathlib.Pat
     t = config.training
     batch_size, warmup = int(t["batch_size"]), int(t.get("warmup_epochs") or 0)
     common = dict(epochs=epochs, patience=int(t["patience"]), verbose=verbose)
-    train_ds, val_ds, files = _datasets(config, data_dir, batch_size, seed=seed)
+    train_ds, val_ds, files = datasets(config, data_dir, batch_size, seed=seed)
     if strategy is None:
         return fit_stage(distiller, train_ds, val_ds, run_dir, learning_rate=float(t["learning_rate"]),
                          warmup_epochs=warmup, steps_per_epoch=_steps_per_epoch(config, data_dir), **common)
@@ -300,7 +303,8 @@ def _capacity(config: ZooConfig, data_dir) -> int:
     return count_records(files) + 1
 
 
-def _metadata_base(config: ZooConfig, data_dir, command: str) -> dict[str, Any]:
+def card_metadata(config: ZooConfig, data_dir, command: str) -> dict[str, Any]:
+    """The card fields every entry of a config shares (data, licence, training, command, machine)."""
     spec = config.spec
     return {
         "family": config.family,
@@ -429,7 +433,7 @@ def train_zoo_config(
     Returns the metadata written for each entry name.
     """
     ks = tuple(ks or config.ks)
-    base = _metadata_base(config, data_dir, command)
+    base = card_metadata(config, data_dir, command)
     written: dict[str, dict] = {}
 
     teacher, record = train_teacher(config, data_dir, work_dir, epochs=epochs, verbose=verbose)
@@ -452,7 +456,7 @@ def train_zoo_config(
         student, record, metrics = runs["distilled"][0]
         meta = dict(base, name=name, role="student", num_frames=k, sampler=config.sampler,
                     train_sampler=config.train_sampler, teacher=teacher_name,
-                    distillation=_distill_kwargs(config), metrics=metrics,
+                    distillation=distill_kwargs(config), metrics=metrics,
                     best_val_gap=record["best_val_gap"], epochs_run=record["epochs_run"])
         meta.update(_run_summaries(config, runs, k))
         meta.update(_cost(student, k, encoder))
@@ -470,7 +474,7 @@ def train_zoo_config(
         curve = {k: _eval_all(student, config, data_dir, k) for k in range(low, high + 1)}
         meta = dict(base, name=name, role="student", num_frames=None, elastic_k=[low, high],
                     sampler=config.sampler, train_sampler=config.train_sampler, teacher=teacher_name,
-                    distillation=_distill_kwargs(config), metrics=curve[high],
+                    distillation=distill_kwargs(config), metrics=curve[high],
                     curve={str(k): _curve_point(m["eval"]) for k, m in curve.items()},
                     curve_subset={str(k): _curve_point(m["eval_subset"]) for k, m in curve.items()},
                     best_val_gap=record["best_val_gap"], epochs_run=record["epochs_run"])

@@ -42,7 +42,8 @@ import keras
 import keras_tuner
 import yaml
 
-from kdzoo.data import count_records, make_dataset
+from kdzoo import training
+from kdzoo.data import count_records
 from kdzoo.distillation import Distiller
 from kdzoo.models import build_model
 from kdzoo.sampling import SAMPLERS
@@ -229,9 +230,7 @@ def _hp_value(hp, name: str, spec: Any):
 
 
 def _distill_kwargs(config: ZooConfig) -> dict[str, Any]:
-    from kdzoo.training import _distill_kwargs as validated
-
-    kwargs = validated(config)
+    kwargs = training.distill_kwargs(config)
     # The searched weights come from the hyperparameters; the teacher is pretrained (serial).
     for key in ("mode", "representation_weight", "prediction_weight", "teacher_ce_weight", "distill_into_teacher"):
         kwargs.pop(key, None)
@@ -340,19 +339,6 @@ def make_tuner(
     )
 
 
-def _datasets(config: ZooConfig, data_dir, batch_size: int):
-    from kdzoo.training import resolve_data
-
-    files = resolve_data(config.data.get("train"), data_dir, "train")
-    fraction = float(config.training["validation_fraction"])
-    seed = int(config.training["seed"])
-    train = make_dataset(files, config.spec, batch_size, shuffle=True, seed=seed, cache=True,
-                         subset="train", validation_fraction=fraction)
-    val = make_dataset(files, config.spec, batch_size, cache=True, subset="validation",
-                       validation_fraction=fraction)
-    return train, val, files
-
-
 def trial_records(tuner: keras_tuner.Tuner, hypermodel: FrameSearchHyperModel) -> list[dict[str, Any]]:
     """One record per trial (any status): hyperparameters, quality, FLOPs, score."""
     out = []
@@ -398,7 +384,6 @@ def save_best_student(
     The entry goes to ``<out_dir>/<family>_student_k<k>.<dataset>-tuned/`` (see
     `kdzoo.zoo.artifacts.write_entry`). Returns the folder and the metadata written.
     """
-    from kdzoo.training import _metadata_base
     from kdzoo.zoo import artifacts
 
     config, s = hypermodel.config, hypermodel.settings
@@ -411,7 +396,7 @@ def save_best_student(
     k = int(best["k"])
     name = names.student_name(config.family, k, f"{config.dataset}-tuned")
     directory = pathlib.Path(out_dir) / name
-    meta = dict(_metadata_base(config, data_dir, command))
+    meta = dict(training.card_metadata(config, data_dir, command))
     meta.update({
         "name": name,
         "role": "student",
@@ -464,12 +449,10 @@ def run_search(
 
     Returns the ``pareto.json`` document plus ``entry`` (the best student's folder).
     """
-    from kdzoo.training import train_teacher
-
     work_dir = pathlib.Path(work_dir)
     out_dir = pathlib.Path(out_dir) if out_dir is not None else work_dir / "pretrained"
-    teacher, _ = train_teacher(config, data_dir, work_dir, epochs=settings.teacher_epochs, verbose=verbose)
-    train_ds, val_ds, files = _datasets(config, data_dir, settings.batch_size)
+    teacher, _ = training.train_teacher(config, data_dir, work_dir, epochs=settings.teacher_epochs, verbose=verbose)
+    train_ds, val_ds, files = training.datasets(config, data_dir, settings.batch_size)
     hypermodel = FrameSearchHyperModel(config, settings, teacher, metric_capacity=count_records(files) + 1)
     search_dir = work_dir / SEARCH_SUBDIR
     tuner = make_tuner(hypermodel, search_dir, max_trials=max_trials)
