@@ -8,16 +8,18 @@ or with ``--data-dir`` on the real AudioSet train shards): each is a fresh
 command (teacher stage, then the k=2 student stage). The config's batch size is per
 replica, so 2 workers train with twice the global batch and half the steps per epoch: the
 same videos per epoch. Throughput is videos/s of the training steps (validation and
-checkpoints excluded) from each stage's done.json, the median over the epochs after the
-first (which traces the step and fills the tf.data cache). Speed-up = 2-worker videos/s
-over 1-worker videos/s. The load average is recorded: on a shared machine the other
-processes compete for the same cores.
+checkpoints excluded) from each stage's done.json: the median over the epochs after the
+first (which traces the step and fills the tf.data cache) of ``--repeats`` runs of each
+setting, run in ABBA order (1, 2, 2, 1 workers). Speed-up = 2-worker videos/s over 1-worker
+videos/s. The load average is recorded: on a shared machine the other processes compete
+for the same cores.
 
 Writes ``benchmarks/results/<cpu|gpu>/distributed.json``. Run from the repository root:
 
     python benchmarks/bench_distributed.py
     python benchmarks/bench_distributed.py --data-dir ../shared/data       # the real AudioSet shards
     python benchmarks/bench_distributed.py --records 512 --out /tmp/d.json  # smoke test
+    python benchmarks/bench_distributed.py --records 2048 --batch-size 64   # the README's number
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ import statistics
 import sys
 import tempfile
 import time
+
+import yaml
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -65,6 +69,7 @@ def write_records(folder: pathlib.Path, pattern: str, videos: int, files: int, s
 
 
 def run_cluster(workers: int, config: pathlib.Path, data_dir: str, epochs: int, scratch: pathlib.Path) -> dict:
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix=f"workers{workers}_", dir=scratch))
     work_dir = scratch / f"runs_{workers}"
     command = [sys.executable, "-m", "kdzoo.cli", "distill", str(config), "--data-dir", data_dir,
                "--work-dir", str(work_dir), "--epochs", str(epochs), "--verbose", "2", "--strategy", "multiworker"]
@@ -103,6 +108,8 @@ def main(argv=None) -> int:
     parser.add_argument("--files", type=int, default=8, help="generated TFRecord files")
     parser.add_argument("--config", type=pathlib.Path, default=ZOO_CONFIG)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=None, help="per replica (default: the config's)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each setting, in ABBA order")
     parser.add_argument("--out", dest="output", type=pathlib.Path, default=None)
     args = parser.parse_args(argv)
 
@@ -113,7 +120,26 @@ def main(argv=None) -> int:
         if data_dir is None:
             data_dir = str(scratch / "data")
             write_records(scratch / "data", ZooConfig.from_file(args.config).data["train"], args.records, args.files)
-        runs = {str(n): run_cluster(n, args.config, data_dir, args.epochs, scratch) for n in (1, 2)}
+        config = args.config
+        if args.batch_size:  # a copy of the config with another per-replica batch size
+            raw = yaml.safe_load(args.config.read_text())
+            raw["training"]["batch_size"] = args.batch_size
+            config = scratch / args.config.name
+            config.write_text(yaml.safe_dump(raw))
+        # ABBA order (1, 2, 2, 1, ...): a load that drifts during the run biases neither setting.
+        order = [n for r in range(args.repeats) for n in ((1, 2) if r % 2 == 0 else (2, 1))]
+        repeats = [run_cluster(n, config, data_dir, args.epochs, scratch) for n in order]
+    runs = {}
+    for n in (1, 2):
+        mine = [r for r in repeats if r["workers"] == n]
+        runs[str(n)] = {"workers": n, "repeats": mine, "command_seconds": statistics.median(
+            r["command_seconds"] for r in mine), "load_average_1min": [mine[0]["load_average_1min"][0],
+                                                                      mine[-1]["load_average_1min"][1]]}
+        for stage in ("teacher", "student"):
+            samples = [v for r in mine for v in (r[stage]["videos_per_s_per_epoch"][1:]
+                                                 or r[stage]["videos_per_s_per_epoch"])]
+            runs[str(n)][stage] = {**{k: mine[0][stage][k] for k in ("global_batch_size", "steps_per_epoch")},
+                                   "videos_per_s": statistics.median(samples), "samples": samples}
     speedup = {stage: runs["2"][stage]["videos_per_s"] / runs["1"][stage]["videos_per_s"]
                for stage in ("teacher", "student")}
     result = {
@@ -123,6 +149,8 @@ def main(argv=None) -> int:
             REPO_ROOT) else str(args.config),
         "data": args.data_dir or f"generated: {args.records} AudioSet-shaped videos in {args.files} files",
         "epochs": args.epochs,
+        "repeats": args.repeats,
+        "batch_size_per_replica": args.batch_size or ZooConfig.from_file(args.config).training["batch_size"],
         "runs": runs,
         "speedup_2_vs_1_workers": speedup,
         "command_seconds_ratio_2_vs_1": runs["2"]["command_seconds"] / runs["1"]["command_seconds"],

@@ -195,11 +195,31 @@ def render_throughput(data: dict) -> str:
     return "\n".join(lines)
 
 
+def render_distributed(data: dict) -> str:
+    """Table of a bench_distributed.py result: 1 vs 2 local workers, the speed-up."""
+    lines = [f"Device: {data['device']} ({data['cpu_count']} CPUs), TensorFlow {data['tensorflow']}; "
+             f"{data['zoo_config']}, {data['data']}, batch {data['batch_size_per_replica']} per replica", "",
+             "| workers | global batch | steps / epoch | teacher videos/s | student videos/s | whole command (s) "
+             "| load average (1 min, before / after) |", "|---|---|---|---|---|---|---|"]
+    for run in data["runs"].values():
+        t, s = run["teacher"], run["student"]
+        load = " / ".join(f"{x:.1f}" for x in run["load_average_1min"])
+        lines.append(f"| {run['workers']} | {t['global_batch_size']} | {t['steps_per_epoch']} | {t['videos_per_s']:,.0f} "
+                     f"| {s['videos_per_s']:,.0f} | {run['command_seconds']:.0f} | {load} |")
+    speedup = data["speedup_2_vs_1_workers"]
+    lines += ["", f"Speed-up of 2 workers over 1 (same run, training steps): teacher {speedup['teacher']:.2f}x, "
+              f"student {speedup['student']:.2f}x."]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     path = pathlib.Path(argv[0]) if argv else DEFAULT
     data = json.loads(path.read_text())
-    print(render_throughput(data) if "pipeline" in data or "training" in data else render(data))
+    if "speedup_2_vs_1_workers" in data:
+        print(render_distributed(data))
+    else:
+        print(render_throughput(data) if "pipeline" in data or "training" in data else render(data))
     return 0
 
 

@@ -20,6 +20,7 @@ BLOCKS = {
     "ZOO_TABLE": [sys.executable, "benchmarks/render_zoo_table.py"],
     "COST_TABLE": [sys.executable, "benchmarks/render_tables.py", "benchmarks/results/cpu/cost.json"],
     "THROUGHPUT_TABLE": [sys.executable, "benchmarks/render_tables.py", "benchmarks/results/cpu/throughput.json"],
+    "DISTRIBUTED_TABLE": [sys.executable, "benchmarks/render_tables.py", "benchmarks/results/cpu/distributed.json"],
 }
 
 
