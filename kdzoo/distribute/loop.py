@@ -17,8 +17,8 @@ A run folder has the layout of `kdzoo.training.fit_stage`; only the chief writes
 Every worker takes part in a checkpoint save (TensorFlow's multi-worker rule); the others
 write theirs into ``backup/worker_tmp_<id>`` and delete it. After a worker dies the whole
 cluster is restarted with the same command and every worker restores the chief's last
-checkpoint, so ``run_dir`` must be readable by all workers (a shared or gs:// folder; any
-local folder on one machine).
+checkpoint, so ``run_dir`` must be a local path that all workers read (a shared disk such
+as NFS; any folder on one machine).
 """
 
 from __future__ import annotations
