@@ -197,11 +197,11 @@ def test_missing_key(tmp_path, drop, words):
     _assert_reported(pattern, bad, SPEC, words)
 
 
-def test_missing_key_raw_op_error_names_file(tmp_path):
+def test_iterating_the_dataset_raises_data_error_naming_file_and_record(tmp_path):
     pattern, bad = _bad_case(tmp_path, seq_example(9, 3, drop=("rgb",)))
-    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+    with pytest.raises(DataError, match=r"b_bad.tfrecord \(record 1\): missing key: feature list 'rgb'") as info:
         list(make_dataset(pattern, SPEC, 2))
-    assert bad in info.value.message and "rgb" in info.value.message
+    assert (info.value.file, info.value.record) == (bad, 1)
 
 
 def test_wrong_width(tmp_path):

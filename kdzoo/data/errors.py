@@ -108,31 +108,55 @@ def as_data_error(err: tf.errors.OpError, files: Sequence[str] | None = None) ->
         return DataError(f"corrupt or truncated TFRecord file (DataLossError: {msg})")
     if isinstance(err, tf.errors.NotFoundError):
         return DataError(f"file not found: {msg}")
+    # A message from parse_batch without record names says "batch record <i>": which batch is unknown.
     file, record = _split_file(msg)
     return DataError(msg, file=file, record=record)
 
 
-@contextlib.contextmanager
-def data_errors(files: Sequence[str] | None = None):
-    """Re-raise TF OpErrors raised in the block as DataError naming file and problem.
+def _locators(source) -> list:
+    """The ``data_error`` methods of the ``make_dataset`` datasets in ``source`` (one, or a sequence)."""
+    items = source if isinstance(source, (list, tuple)) else [source]
+    return [item.data_error for item in items if callable(getattr(item, "data_error", None))]
 
-    Pass the input ``files`` so corrupt/truncated TFRecords (DataLossError,
-    whose TF message carries no file name) can be traced to the file.
-    Wrap ``model.fit(dataset)`` or a loop over a dataset with it.
+
+@contextlib.contextmanager
+def data_errors(source=None):
+    """Re-raise TF OpErrors raised in the block as DataError naming file, record and problem.
+
+    ``source``: the dataset(s) the block reads, as returned by ``make_dataset``
+    (they locate the bad record), or the input ``files`` (so corrupt/truncated
+    TFRecords, whose DataLossError carries no file name, can be traced to the
+    file). Wrap ``model.fit(dataset)`` or any other use of a dataset with it::
+
+        with data_errors(train):
+            model.fit(train, epochs=3)
     """
     try:
         yield
     except DataError:
         raise
+    except tf.errors.OutOfRangeError:
+        raise
     except tf.errors.OpError as e:
+        locators = _locators(source)
+        if locators:
+            errors = [locate(e) for locate in locators]
+            located = [err for err in errors if err.file is not None]
+            raise (located or errors)[0] from e
+        files = source if isinstance(source, (list, tuple)) and all(isinstance(f, str) for f in source) else None
         raise as_data_error(e, files) from e
 
 
 def iterate(dataset: tf.data.Dataset, files: Sequence[str] | None = None) -> Iterator:
-    """Iterate over ``dataset`` raising DataError (see ``data_errors``) on bad data."""
+    """Iterate over ``dataset`` raising DataError (see ``data_errors``) on bad data.
+
+    A ``make_dataset`` dataset already does this when iterated; ``iterate``
+    serves any other dataset over the ``files``.
+    """
     it = iter(dataset)
+    source = files if files is not None else dataset
     while True:
-        with data_errors(files):
+        with data_errors(source):
             try:
                 item = next(it)
             except StopIteration:
