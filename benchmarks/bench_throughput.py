@@ -3,8 +3,13 @@
 (a) Input pipeline: `kdzoo.data.make_dataset` over the AudioSet train shards
     (``<data-dir>/audioset/bal_train-*.tfrecord``) at batch 256, with parallel reads
     (``num_parallel_reads=AUTOTUNE``) and with sequential reads (``num_parallel_reads=1``),
-    cache off. The files are read once untimed (so the OS page cache holds them for every
-    setting alike), each setting runs a short warm-up, then one full pass is timed.
+    cache off, against a plain batched reader with the same parallel reads (batch the
+    serialized records, ``tf.io.parse_sequence_example`` on the whole batch, decode,
+    dequantise, pad, multi-hot; no checks, no file or record names in errors). The files are
+    read once untimed (so the OS page cache holds them for every setting alike), each
+    setting runs a short warm-up, then the settings take turns for ``pipeline_repeats``
+    timed full passes each; a setting's records/s is its median pass. The result is the
+    ratio kdzoo / plain of the parallel-reads settings (target >= 0.7), from the same run.
 
 (b) Training: `Distiller.fit` steps on in-memory synthetic batches of the AudioSet shape
     ((batch, 10, 128) frames, 527 classes), for the zoo's netvlad.audioset models:
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import statistics
 import sys
@@ -52,14 +58,17 @@ ZOO_CONFIG = REPO_ROOT / "zoo_configs" / "netvlad.audioset.yaml"
 PIPELINES = {
     "parallel_reads": {"num_parallel_reads": tf.data.AUTOTUNE, "cache": False},
     "sequential_reads": {"num_parallel_reads": 1, "cache": False},
+    "plain_batched_reader": {"num_parallel_reads": tf.data.AUTOTUNE, "cache": False, "plain": True},
 }
+READER_RATIO = ("parallel_reads", "plain_batched_reader")
+READER_RATIO_TARGET = 0.7
 FULL = {
-    "batch": 256, "pipeline_warmup": 5, "take": None,
+    "batch": 256, "pipeline_warmup": 5, "pipeline_repeats": 5, "take": None,
     "train_batch": 256, "train_steps": 50, "train_warmup": 5, "train_repeats": 3,
     "matmul_size": 2048, "matmul_repeats": 10,
 }
 QUICK = {
-    "batch": 32, "pipeline_warmup": 2, "take": 256,
+    "batch": 32, "pipeline_warmup": 2, "pipeline_repeats": 1, "take": 256,
     "train_batch": 16, "train_steps": 3, "train_warmup": 1, "train_repeats": 2,
     "matmul_size": 256, "matmul_repeats": 3,
 }
@@ -76,33 +85,81 @@ def warm_page_cache(files: list[str]) -> int:
     return total
 
 
-def bench_pipeline(files: list[str], options: dict, sizes: dict) -> dict:
-    def dataset():
-        return make_dataset(files, AUDIOSET, sizes["batch"], take=sizes["take"], **options)
+def plain_batched_reader(files: list[str], batch: int, num_parallel_reads, take=None) -> tf.data.Dataset:
+    """The reference: AudioSet records batched serialized, parsed and decoded a batch at a time.
 
-    warm = iter(dataset())
-    for _ in range(sizes["pipeline_warmup"]):
-        if next(warm, None) is None:
-            break
-    del warm
+    Same outputs as `make_dataset(files, AUDIOSET, batch)` on valid records (frames, mask,
+    multi-hot labels), none of its checks; independent of `kdzoo.data`.
+    """
+    spec, feature = AUDIOSET, AUDIOSET.features[0]
+    t, width, scale = spec.max_frames, feature.width, 4.0 / 255.0
+    context = {spec.id_key: tf.io.FixedLenFeature([], tf.string), spec.label_key: tf.io.VarLenFeature(tf.int64)}
+    sequence = {feature.name: tf.io.RaggedFeature(tf.string)}
+
+    def parse(serialized):
+        ctx, seq, _ = tf.io.parse_sequence_example(serialized, context, sequence)
+        frames = seq[feature.name][:, :t]  # (batch, frames, 1) strings
+        codes = tf.reshape(tf.io.decode_raw(frames.flat_values, tf.uint8), [-1, width])
+        values = tf.cast(codes, tf.float32) * scale - 2.0
+        padded = tf.RaggedTensor.from_row_splits(values, frames.row_splits).to_tensor(shape=[None, t, width])
+        mask = tf.sequence_mask(frames.row_lengths(), t, dtype=tf.float32)
+        labels = tf.cast(tf.sparse.to_indicator(ctx[spec.label_key], spec.num_classes), tf.float32)
+        return {"frames": padded, "mask": mask}, labels
+
+    ds = tf.data.TFRecordDataset(files, num_parallel_reads=min(len(files), 16)
+                                 if num_parallel_reads == tf.data.AUTOTUNE else num_parallel_reads)
+    if take is not None:
+        ds = ds.take(take)
+    return ds.batch(batch).map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _pipeline_dataset(files: list[str], options: dict, sizes: dict) -> tf.data.Dataset:
+    options = dict(options)
+    if options.pop("plain", False):
+        return plain_batched_reader(files, sizes["batch"], options["num_parallel_reads"], sizes["take"])
+    return make_dataset(files, AUDIOSET, sizes["batch"], take=sizes["take"], **options)
+
+
+def _timed_pass(files: list[str], options: dict, sizes: dict) -> tuple[int, int, float]:
     records = batches = 0
     start = time.perf_counter()
-    for inputs, _labels in dataset():
+    for inputs, _labels in _pipeline_dataset(files, options, sizes):
         records += int(inputs["frames"].shape[0])
         batches += 1
-    seconds = time.perf_counter() - start
-    reads = options["num_parallel_reads"]
-    return {
-        "batch": sizes["batch"],
-        "num_parallel_reads": "AUTOTUNE" if reads == tf.data.AUTOTUNE else reads,
-        "cache": options["cache"],
-        "take": sizes["take"],
-        "warmup_batches": sizes["pipeline_warmup"],
-        "records": records,
-        "batches": batches,
-        "seconds": seconds,
-        "records_per_s": records / seconds,
-    }
+    return records, batches, time.perf_counter() - start
+
+
+def bench_pipelines(files: list[str], names: list[str], sizes: dict) -> dict:
+    """records/s of each setting: warm-up, then the settings take turns for the timed passes."""
+    for name in names:
+        warm = iter(_pipeline_dataset(files, PIPELINES[name], sizes))
+        for _ in range(sizes["pipeline_warmup"]):
+            if next(warm, None) is None:
+                break
+        del warm
+    passes = {name: [] for name in names}
+    for _ in range(sizes["pipeline_repeats"]):
+        for name in names:
+            passes[name].append(_timed_pass(files, PIPELINES[name], sizes))
+    rows = {}
+    for name in names:
+        records, batches, _ = passes[name][0]
+        seconds = statistics.median(p[2] for p in passes[name])
+        reads = PIPELINES[name]["num_parallel_reads"]
+        rows[name] = {
+            "reader": "plain batched reader" if PIPELINES[name].get("plain") else "kdzoo.data.make_dataset",
+            "batch": sizes["batch"],
+            "num_parallel_reads": "AUTOTUNE" if reads == tf.data.AUTOTUNE else reads,
+            "cache": PIPELINES[name]["cache"],
+            "take": sizes["take"],
+            "warmup_batches": sizes["pipeline_warmup"],
+            "records": records,
+            "batches": batches,
+            "pass_seconds": [p[2] for p in passes[name]],
+            "seconds": seconds,
+            "records_per_s": records / seconds,
+        }
+    return rows
 
 
 # ----------------------------------------------------------------------------- matmul reference
@@ -251,12 +308,23 @@ def main(argv=None) -> int:
 
     if "pipeline" in args.parts:
         files = list_files(f"{str(args.data_dir).rstrip('/')}/{TRAIN_PATTERN}")
-        result["pipeline"] = {"files": files, "page_cache_bytes_read": warm_page_cache(files), "settings": {}}
-        for name in args.pipelines:
-            row = bench_pipeline(files, PIPELINES[name], sizes)
-            result["pipeline"]["settings"][name] = row
-            print(f"pipeline {name:>16}: {row['records_per_s']:10.0f} records/s "
-                  f"({row['records']} records in {row['seconds']:.2f} s)", flush=True)
+        result["pipeline"] = {"files": files, "page_cache_bytes_read": warm_page_cache(files),
+                              "load_average_before": list(os.getloadavg())}
+        rows = bench_pipelines(files, args.pipelines, sizes)
+        result["pipeline"]["settings"] = rows
+        result["pipeline"]["load_average_after"] = list(os.getloadavg())
+        for name, row in rows.items():
+            print(f"pipeline {name:>20}: {row['records_per_s']:10.0f} records/s "
+                  f"({row['records']} records, median of {len(row['pass_seconds'])} passes: "
+                  f"{row['seconds']:.2f} s)", flush=True)
+        kdzoo_name, plain_name = READER_RATIO
+        if kdzoo_name in rows and plain_name in rows:
+            ratio = rows[kdzoo_name]["records_per_s"] / rows[plain_name]["records_per_s"]
+            result["pipeline"]["reader_ratio"] = {
+                "kdzoo": kdzoo_name, "plain": plain_name, "value": ratio, "target": READER_RATIO_TARGET,
+                "met": ratio >= READER_RATIO_TARGET,
+            }
+            print(f"reader ratio kdzoo/plain: {ratio:.3f} (target >= {READER_RATIO_TARGET})", flush=True)
 
     if "training" in args.parts:
         matmul = bench_matmul(sizes["matmul_size"], sizes["matmul_repeats"], args.seed)

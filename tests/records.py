@@ -5,10 +5,11 @@ import tensorflow as tf
 
 
 def sequence_example(video_id, labels, frames_by_feature, id_key="id", label_key="labels"):
-    """A frame-level SequenceExample: context id (bytes) and labels (int64), one uint8 byte row per frame.
+    """A frame-level SequenceExample: context id (bytes) and labels (int64), one row per frame.
 
-    ``video_id=None`` or ``labels=None`` leaves that context key out; every feature named in
-    ``frames_by_feature`` gets a feature list (empty for a 0-row array), in the dict's order.
+    A uint8 row is stored as one byte string, a float row as a float list. ``video_id=None`` or
+    ``labels=None`` leaves that context key out; every feature named in ``frames_by_feature``
+    gets a feature list (empty for a 0-row array), in the dict's order.
     """
     ex = tf.train.SequenceExample()
     if video_id is not None:
@@ -18,7 +19,11 @@ def sequence_example(video_id, labels, frames_by_feature, id_key="id", label_key
     for name, rows in frames_by_feature.items():
         fl = ex.feature_lists.feature_list[name]
         for row in rows:
-            fl.feature.add().bytes_list.value.append(np.asarray(row).tobytes())
+            row = np.asarray(row)
+            if np.issubdtype(row.dtype, np.floating):
+                fl.feature.add().float_list.value.extend(row.tolist())
+            else:
+                fl.feature.add().bytes_list.value.append(row.tobytes())
     return ex
 
 

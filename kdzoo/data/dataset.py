@@ -24,7 +24,7 @@ import tensorflow as tf
 from kdzoo import sampling
 from kdzoo.data.errors import DataError, as_data_error
 from kdzoo.data.files import resolve_files
-from kdzoo.data.records import parse_batch
+from kdzoo.data.records import batch_parser
 from kdzoo.data.spec import DatasetSpec, get_spec
 
 __all__ = ["make_dataset", "VideoDataset", "SUBSETS"]
@@ -113,6 +113,7 @@ def _in_subset(video_id, subset: str, validation_fraction: float):
 _KEEP = ("frames", "mask", "labels", "id")
 
 
+@tf.autograph.experimental.do_not_convert
 def _keep_videos(batch, subset, validation_fraction):
     """Drop the empty videos (and those outside ``subset``) of a parsed batch."""
     keep = batch["length"] > 0
@@ -181,8 +182,9 @@ def make_dataset(
     if k is not None:
         k = sampling.check_k(k, sampler)
 
+    parse = batch_parser(spec)
     ds = _read_files(files, shuffle, seed, num_parallel_reads).batch(batch_size)
-    ds = ds.map(lambda records: _keep_videos(parse_batch(records, spec), subset, validation_fraction),
+    ds = ds.map(lambda records: _keep_videos(parse(records), subset, validation_fraction),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
     per_video = shuffle or take is not None
     if per_video:

@@ -31,12 +31,14 @@ one at a time to name the file and record when the batch carries no names.
 
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 
 from kdzoo.data.quantization import dequantize as _dequantize
 from kdzoo.data.spec import DatasetSpec, FeatureSpec, get_spec
 
-__all__ = ["parse_batch", "parse_example", "record_names"]
+__all__ = ["parse_batch", "parse_example", "record_names", "batch_parser"]
 
 _DESCRIPTORS = "local://"
 _WHERE = {  # record kind -> (message type, container field, container type, map field, entry type)
@@ -289,6 +291,7 @@ def _parse_video_level(serialized, spec: DatasetSpec, names, checks: _Checks):
     return frames, tf.ones([tf.shape(serialized)[0]], tf.int32), labels, video_id
 
 
+@tf.autograph.experimental.do_not_convert  # no Python control flow on tensors; converting is slow
 def parse_batch(serialized, spec, names=None) -> dict:
     """Parse a batch of serialized records.
 
@@ -331,6 +334,7 @@ def parse_batch(serialized, spec, names=None) -> dict:
         return {key: tf.identity(value) for key, value in out.items()}
 
 
+@tf.autograph.experimental.do_not_convert
 def parse_example(serialized, spec, filename=None, record_index=None) -> dict:
     """Parse one serialized record (``parse_batch`` on a batch of one).
 
@@ -346,3 +350,16 @@ def parse_example(serialized, spec, filename=None, record_index=None) -> dict:
     out = parse_batch(tf.reshape(serialized, [1]), spec, tf.reshape(name, [1]))
     length = out["length"][0]
     return {"frames": out["frames"][0, :length], "length": length, "labels": out["labels"][0], "id": out["id"][0]}
+
+
+@functools.lru_cache(maxsize=32)
+def batch_parser(spec: DatasetSpec, named: bool = False):
+    """``parse_batch`` for ``spec`` as a ``tf.function`` traced once per process (and spec).
+
+    Called as ``parser(serialized)``, or ``parser(serialized, names)`` when
+    ``named``; ``make_dataset`` and ``validate_records`` map it over batches so
+    that building a dataset does not trace the parser again.
+    """
+    signature = [tf.TensorSpec([None], tf.string)] + ([tf.TensorSpec([None], tf.string)] if named else [])
+    return tf.function(lambda serialized, names=None: parse_batch(serialized, spec, names),
+                       input_signature=signature, autograph=False)

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from kdzoo.data.errors import DataError, clean_tf_message
 from kdzoo.data.files import resolve_files
-from kdzoo.data.records import parse_batch, record_names
+from kdzoo.data.records import batch_parser, record_names
 from kdzoo.data.spec import DatasetSpec, get_spec
 
 __all__ = ["Problem", "ValidationReport", "validate_records", "first_problem"]
@@ -67,10 +67,10 @@ class ValidationReport:
 
 
 def _parser(spec: DatasetSpec):
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.string),
-                                  tf.TensorSpec([], tf.int64)])
-    def parse(records, filename, first_index):
-        out = parse_batch(records, spec, record_names(filename, first_index, tf.size(records)))
+    parse_named = batch_parser(spec, named=True)
+
+    def parse(records, filename: str, first_index: int):
+        out = parse_named(records, record_names(filename, first_index, tf.size(records)))
         return out["length"], out["num_frames"]
 
     return parse
@@ -106,7 +106,6 @@ def _scan(files, spec, max_records, stop_at_first: bool) -> ValidationReport:
                 report.truncated += raw > spec.max_frames
 
     for f in files:
-        name = tf.constant(f)
         it = iter(tf.data.TFRecordDataset(f).batch(_CHUNK))
         start = 0
         while max_records is None or report.records < max_records:
@@ -127,11 +126,11 @@ def _scan(files, spec, max_records, stop_at_first: bool) -> ValidationReport:
                 records = records[: max_records - report.records]
             report.records += int(records.shape[0])
             try:
-                count(*parse(records, name, tf.constant(start, tf.int64)))
+                count(*parse(records, f, start))
             except tf.errors.OpError:
                 for i in range(int(records.shape[0])):
                     try:
-                        count(*parse(records[i:i + 1], name, tf.constant(start + i, tf.int64)))
+                        count(*parse(records[i:i + 1], f, start + i))
                     except tf.errors.OpError as e:
                         if add(Problem(f, start + i, clean_tf_message(e.message))):
                             return report

@@ -25,6 +25,7 @@ from keras import ops
 
 from kdzoo import metrics as kd_metrics
 from kdzoo import sampling
+from kdzoo.data.errors import data_errors
 from kdzoo.distillation import losses as kd_losses
 from kdzoo.models import embedding_size, frame_shape
 
@@ -397,10 +398,23 @@ class Distiller(keras.Model):
         if role not in ("student", "teacher"):
             raise ValueError(f"Unknown role {role!r}. Expected 'student' or 'teacher'.")
         if role == "student":
-            return super().predict(x, *args, **kwargs)
+            with data_errors([x]):
+                return super().predict(x, *args, **kwargs)
         if self.teacher is None:
             raise ValueError("This Distiller has no teacher; predict with role='student'.")
-        return _TeacherView(self).predict(x, *args, **kwargs)
+        with data_errors([x]):
+            return _TeacherView(self).predict(x, *args, **kwargs)
+
+    def fit(self, x=None, *args, **kwargs):
+        """`keras.Model.fit`; a bad record in a `kdzoo.data.make_dataset` dataset (``x`` or
+        ``validation_data``) raises `kdzoo.data.DataError` naming its file and record."""
+        with data_errors([x, kwargs.get("validation_data")]):
+            return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        """`keras.Model.evaluate`, with `kdzoo.data.DataError` for bad records (as `fit`)."""
+        with data_errors([x]):
+            return super().evaluate(x, *args, **kwargs)
 
     # ----------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:
