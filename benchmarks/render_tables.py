@@ -178,6 +178,10 @@ def render_throughput(data: dict) -> str:
     lines += ["| input pipeline (AudioSet bal_train) | batch | records/s |", "|---|---|---|"]
     for name, row in data.get("pipeline", {}).get("settings", {}).items():
         lines.append(f"| {name.replace('_', ' ')} | {row['batch']} | {row['records_per_s']:,.0f} |")
+    ratio = data.get("pipeline", {}).get("reader_ratio")
+    if ratio:
+        lines += ["", f"kdzoo reader / plain batched reader ({ratio['kdzoo'].replace('_', ' ')}, same run): "
+                      f"{ratio['value']:.2f} (target >= {ratio['target']}: {'met' if ratio['met'] else 'not met'})."]
     matmul = data.get("matmul", {})
     lines += ["", "| training step | batch | videos/s | achieved GFLOP/s | fraction of matmul GFLOP/s |",
               "|---|---|---|---|---|"]

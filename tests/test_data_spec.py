@@ -43,7 +43,7 @@ def test_round_trip(spec):
 def test_from_dict_variants_and_overrides():
     spec = DatasetSpec.from_dict({"features": [["x", 3], {"name": "y", "width": 2}], "num_classes": 4,
                                   "max_frames": 5})
-    assert spec.features == (FeatureSpec("x", 3), FeatureSpec("y", 2)) and spec.feature_size == 5
+    assert spec.features == (FeatureSpec("x", 3, "uint8"), FeatureSpec("y", 2, "uint8")) and spec.feature_size == 5
     short = get_spec({"preset": "audioset", "max_frames": 5})
     assert short.max_frames == 5 and short.features == AUDIOSET.features
     with pytest.raises(ValueError, match="Unknown DatasetSpec keys"):

@@ -10,6 +10,9 @@ function ``make_dataset`` and ``validate_records`` map over records). For every 
 * ``skipped_empty``: a 0-frame video (documented: ``make_dataset`` filters it out);
 * ``error``: a ``DataError`` (a ValueError) whose message names the file and the record.
 
+Each file is also read by ``make_dataset`` (records parsed a batch at a time): it must stop
+with the first problem ``validate_records`` reports, or read every valid video.
+
 File-level corruption (a TFRecord file cut mid-record, a flipped bit in the framed file,
 caught by the record CRC) must give a ``DataError`` naming the file.
 
@@ -262,7 +265,18 @@ def check_file(path, kinds, bases, spec, parse, outcomes, failures):
     Errors are checked through the public `validate_records`: every rejected record must be
     one of its problems, and the problem must name the file and the record.
     """
-    problems = {p.record: str(p) for p in validate_records(path, spec).problems}
+    report = validate_records(path, spec)
+    problems = {p.record: str(p) for p in report.problems}
+    # The batched dataset: stops at its first bad record with validate_records' first problem.
+    try:
+        read = sum(int(labels.shape[0]) for _, labels in make_dataset(path, spec, batch_size=16))
+    except DataError as e:
+        first = report.problems[0] if report.problems else None
+        if first is None or (e.file, e.record, str(e)) != (first.file, first.record, str(first)):
+            failures.append(f"{path}: make_dataset raised {e!r}, validate_records' first problem is {first!r}")
+    else:
+        if report.problems or read != report.valid:
+            failures.append(f"{path}: make_dataset read {read} videos; validate_records: {report}")
     unnamed = 0
     for index, (record, kind, base) in enumerate(zip(tf.data.TFRecordDataset(path), kinds, bases)):
         raw = record.numpy()

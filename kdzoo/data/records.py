@@ -128,7 +128,7 @@ def _segment_all(ok, segment_ids, num_segments):
 
 
 def _labels(values, present, spec: DatasetSpec, checks: _Checks):
-    """values: int64 ragged (B, None) -> multi-hot float32 (B, num_classes)."""
+    """values: int64 ragged (B, None), present: bool (B,) -> multi-hot float32 (B, num_classes)."""
     c = spec.num_classes
     flat = values.values
     rows = _row_ids(values.row_splits)
@@ -140,8 +140,7 @@ def _labels(values, present, spec: DatasetSpec, checks: _Checks):
                 f"num_classes = {c})"]
 
     checks.require(_segment_all(flat_ok, rows, tf.size(values.row_splits, out_type=tf.int64) - 1), out_of_range)
-    checks.require(present(values.row_lengths() > 0, spec.label_key),
-                   lambda row: [f"missing key: label list {spec.label_key!r} not found"])
+    checks.require(present, lambda row: [f"missing key: label list {spec.label_key!r} not found"])
     keep = tf.where(flat_ok)[:, 0]
     index = tf.stack([tf.gather(tf.cast(rows, tf.int64), keep), tf.gather(flat, keep)], axis=1)
     counts = tf.scatter_nd(index, tf.ones_like(keep, tf.float32), [tf.size(values.row_splits, out_type=tf.int64) - 1, c])
@@ -149,32 +148,24 @@ def _labels(values, present, spec: DatasetSpec, checks: _Checks):
 
 
 def _video_id(values, present, spec: DatasetSpec, checks: _Checks):
-    """values: string ragged (B, None) -> string (B,)."""
+    """values: string ragged (B, None), present: bool (B,) -> string (B,)."""
     n = values.row_lengths()
-    checks.require(present(n > 0, spec.id_key), lambda row: [f"missing key: id {spec.id_key!r} not found"])
+    checks.require(present, lambda row: [f"missing key: id {spec.id_key!r} not found"])
     checks.require(tf.equal(n, 1), lambda row: [f"id {spec.id_key!r} must hold exactly one value, found ",
                                                  _str(_at(n, row))])
     return values.to_tensor(default_value="", shape=[None, 1])[:, 0]
 
 
-def _presence(serialized, where: str, keys):
-    """present(nonempty, key) -> bool (B,): rows that are non-empty or hold ``key``.
+def _presence(serialized, where: str, nonempty: dict):
+    """{key: bool (B,)}: rows that hold each key, given ``nonempty[key]`` (rows with values for it).
 
-    The records are only searched for keys (one batched decode) when some
-    row of some of the ``keys`` is empty."""
-    cache = {}
-
-    def present(nonempty, key):
-        cache[key] = nonempty
-        return None
-
-    def resolve():
-        nonempty = tf.stack([cache[k] for k in keys], axis=1)
-        found = tf.cond(tf.reduce_all(nonempty), lambda: nonempty,
-                        lambda: nonempty | _present_keys(serialized, keys, where))
-        return {k: found[:, i] for i, k in enumerate(keys)}
-
-    return present, resolve
+    The records are only searched for the keys (one batched decode) when some row
+    of some key is empty: a missing key and an empty value list parse alike."""
+    keys = list(nonempty)
+    stacked = tf.stack([nonempty[k] for k in keys], axis=1)
+    found = tf.cond(tf.reduce_all(stacked), lambda: stacked,
+                    lambda: stacked | _present_keys(serialized, keys, where))
+    return {k: found[:, i] for i, k in enumerate(keys)}
 
 
 def _feature(raw, f: FeatureSpec, spec: DatasetSpec, checks: _Checks):
@@ -185,43 +176,30 @@ def _feature(raw, f: FeatureSpec, spec: DatasetSpec, checks: _Checks):
     frame_row = _row_ids(raw.row_splits)  # the record of each frame, (N,)
     frame_pos = tf.range(tf.size(frame_row, out_type=frame_row.dtype)) - tf.gather(raw.row_splits, frame_row)
     kept_splits = tf.concat([[0], tf.cumsum(tf.minimum(frames_per_row, t))], axis=0)
+    num_rows = tf.size(raw.row_splits, out_type=tf.int64) - 1
 
-    def first_bad_frame(ok, row):
-        """(frame index within ``row``, flat frame index) of its first frame that is not ``ok``."""
-        flat = _first_true(tf.logical_not(ok) & tf.equal(tf.cast(frame_row, tf.int64), row))
-        return _at(frame_pos, flat), flat
+    def require_frames(ok, counts, problem, what, expected):
+        """Every frame ``ok``; else '<problem>feature F frame t has <counts[frame]> <what>, expected E'."""
+
+        def describe(row):
+            flat = _first_true(tf.logical_not(ok) & tf.equal(frame_row, row))
+            return [f"{problem}feature {f.name!r} frame ", _str(_at(frame_pos, flat)), " has ",
+                    _str(_at(counts, flat)), f" {what}, expected {expected}"]
+
+        checks.require(_segment_all(ok, frame_row, num_rows), describe)
 
     if f.dtype == "uint8":
-        one_value = tf.equal(values_per_frame, 1)
-
-        def not_one(row):
-            frame, flat = first_bad_frame(one_value, row)
-            return [f"feature {f.name!r} frame ", _str(frame), " holds ", _str(_at(values_per_frame, flat)),
-                    " byte strings, expected 1"]
-
-        checks.require(_segment_all(one_value, frame_row, tf.size(raw.row_splits, out_type=tf.int64) - 1), not_one)
+        require_frames(tf.equal(values_per_frame, 1), values_per_frame, "", "byte strings", 1)
         strings = raw.values.to_tensor(default_value="", shape=[None, 1])[:, 0]  # one per frame
         nbytes = tf.strings.length(strings)
         width_ok = tf.equal(nbytes, f.width)
-
-        def bad_width(row):
-            frame, flat = first_bad_frame(width_ok, row)
-            return [f"wrong feature width: feature {f.name!r} frame ", _str(frame), " has ",
-                    _str(_at(nbytes, flat)), f" bytes, expected {f.width}"]
-
-        checks.require(_segment_all(width_ok, frame_row, tf.size(raw.row_splits, out_type=tf.int64) - 1), bad_width)
+        require_frames(width_ok, nbytes, "wrong feature width: ", "bytes", f.width)
         # Bad frames become zero bytes so that decoding cannot fail before the checks report.
         kept = tf.boolean_mask(tf.where(width_ok, strings, "\0" * f.width), frame_pos < t)
         values = _dequantize(tf.reshape(tf.io.decode_raw(kept, tf.uint8), [-1, f.width]), spec.dequantize)
     else:
-        width_ok = tf.equal(values_per_frame, f.width)
-
-        def bad_width(row):
-            frame, flat = first_bad_frame(width_ok, row)
-            return [f"wrong feature width: feature {f.name!r} frame ", _str(frame), " has ",
-                    _str(_at(values_per_frame, flat)), f" values, expected {f.width}"]
-
-        checks.require(_segment_all(width_ok, frame_row, tf.size(raw.row_splits, out_type=tf.int64) - 1), bad_width)
+        require_frames(tf.equal(values_per_frame, f.width), values_per_frame, "wrong feature width: ", "values",
+                       f.width)
         values = tf.boolean_mask(raw.values.to_tensor(shape=[None, f.width]), frame_pos < t)
     dense = tf.RaggedTensor.from_row_splits(values, kept_splits, validate=False).to_tensor(
         shape=[None, t, f.width])
@@ -239,10 +217,7 @@ def _parse_frame_level(serialized, spec: DatasetSpec, names, checks: _Checks):
     ctx, seq, _ = tf.io.parse_sequence_example(serialized, ctx_spec, seq_spec, example_names=names)
 
     parts = [_feature(seq[f.name], f, spec, checks) for f in spec.features]
-    seq_present, seq_found = _presence(serialized, "feature_lists", [f.name for f in spec.features])
-    for f, (_, n) in zip(spec.features, parts):
-        seq_present(n > 0, f.name)
-    found = seq_found()
+    found = _presence(serialized, "feature_lists", {f.name: n > 0 for f, (_, n) in zip(spec.features, parts)})
     first, n0 = spec.features[0], parts[0][1]
     for f, (_, n) in zip(spec.features, parts):
         checks.require(found[f.name], lambda row, f=f: [f"missing key: feature list {f.name!r} not found"])
@@ -258,16 +233,12 @@ def _parse_frame_level(serialized, spec: DatasetSpec, names, checks: _Checks):
 def _context(ctx, serialized, where, spec: DatasetSpec, checks: _Checks):
     """Labels (B, C) and ids (B,) from the parsed context (or Example features)."""
     keys = [spec.id_key] + ([spec.label_key] if spec.label_key is not None else [])
-    present, found = _presence(serialized, where, keys)
-    for key in keys:
-        present(ctx[key].row_lengths() > 0, key)
-    found = found()
-    lookup = lambda nonempty, key: found[key]  # noqa: E731
+    found = _presence(serialized, where, {key: ctx[key].row_lengths() > 0 for key in keys})
     if spec.label_key is None:
         labels = tf.zeros([tf.shape(serialized)[0], spec.num_classes], tf.float32)
     else:
-        labels = _labels(ctx[spec.label_key], lookup, spec, checks)
-    return labels, _video_id(ctx[spec.id_key], lookup, spec, checks)
+        labels = _labels(ctx[spec.label_key], found[spec.label_key], spec, checks)
+    return labels, _video_id(ctx[spec.id_key], found[spec.id_key], spec, checks)
 
 
 def _parse_video_level(serialized, spec: DatasetSpec, names, checks: _Checks):
@@ -277,10 +248,7 @@ def _parse_video_level(serialized, spec: DatasetSpec, names, checks: _Checks):
     for f in spec.features:
         feats[f.name] = tf.io.RaggedFeature(tf.float32, row_splits_dtype=tf.int64)
     ex = tf.io.parse_example(serialized, feats, example_names=names)
-    present, found = _presence(serialized, "example", [f.name for f in spec.features])
-    for f in spec.features:
-        present(ex[f.name].row_lengths() > 0, f.name)
-    found = found()
+    found = _presence(serialized, "example", {f.name: ex[f.name].row_lengths() > 0 for f in spec.features})
     for f in spec.features:
         n = ex[f.name].row_lengths()
         checks.require(found[f.name], lambda row, f=f: [f"missing key: feature {f.name!r} not found"])
