@@ -355,7 +355,9 @@ def main(argv=None) -> int:
         kept = {key: previous[key] for key in ("pipeline", "matmul", "training") if key in previous
                 and key not in result}
         if kept:
-            result["kept_from_previous_run"] = {"command": previous.get("command"), "parts": sorted(kept)}
+            earlier = previous.get("kept_from_previous_run", {})
+            command = earlier.get("command") if set(kept) <= set(earlier.get("parts", ())) else None
+            result["kept_from_previous_run"] = {"command": command or previous.get("command"), "parts": sorted(kept)}
             result.update(kept)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2) + "\n")
