@@ -7,7 +7,9 @@ profiler rely on:
   where ``mask`` is 1 for real frames and 0 for padding at the end of a video;
 * outputs ``{"embedding": (batch, embedding_size), "predictions": (batch, num_classes)}``,
   the video embedding E and the sigmoid class probabilities P (both float32, also
-  under a ``mixed_float16`` policy).
+  under a ``mixed_float16`` policy); with ``"intermediate": True`` (VLAD families) also
+  ``"intermediate": (batch, descriptor_size)``, the aggregator's normalised VLAD matrix
+  before its projection (``INTERMEDIATE_FAMILIES``).
 
 The model is a `VideoClassifier`: a functional ``keras.Model`` whose ``compile``/``fit``
 treat it as the classifier it is, so that pre-training a teacher on labels is the usual
@@ -31,6 +33,7 @@ A config is a plain dict (it comes from YAML in ``zoo_configs/``)::
         "dropout": 0.5,               # before the head
         "context_gating": True,
         "head": {"num_mixtures": 2, "l2": 1e-6},
+        "intermediate": False,        # also output the aggregator's intermediate representation
         "name": "netvlad_teacher",
     }
 """
@@ -46,6 +49,8 @@ import keras
 from kdzoo import layers as kd_layers
 
 FAMILIES = ("netvlad", "nextvlad", "hrnn", "lstm", "gru", "pooling")
+#: Families whose aggregator exposes an intermediate representation (``"intermediate": True``).
+INTERMEDIATE_FAMILIES = ("netvlad", "nextvlad")
 
 _DEFAULT_AGGREGATOR = {
     "netvlad": {"num_clusters": 32, "output_size": 256},
@@ -68,6 +73,7 @@ _KNOWN_KEYS = {
     "dropout",
     "context_gating",
     "head",
+    "intermediate",
     "name",
 }
 
@@ -112,6 +118,12 @@ def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
     head = {"num_mixtures": 2, "l2": 0.0}
     head.update(out.get("head") or {})
     out["head"] = head
+    out["intermediate"] = bool(out.get("intermediate", False))
+    if out["intermediate"] and family not in INTERMEDIATE_FAMILIES:
+        raise ValueError(
+            f"The {family!r} family has no intermediate representation output. Received: intermediate=True; "
+            f"expected a family in {INTERMEDIATE_FAMILIES}."
+        )
     out.setdefault("name", f"{family}_model")
     return out
 
@@ -203,7 +215,13 @@ def build_model(config: Mapping[str, Any]) -> keras.Model:
     x = frames
     for i, units in enumerate(cfg["frame_mlp"]):
         x = keras.layers.Dense(units, activation="relu", name=f"frame_mlp_{i}")(x)
-    x = _make_aggregator(cfg["family"], cfg["aggregator"])(x, mask=mask)
+    aggregator = _make_aggregator(cfg["family"], cfg["aggregator"])
+    outputs = {}
+    if cfg["intermediate"]:
+        x, descriptor = aggregator(x, mask=mask, return_descriptor=True)
+        outputs["intermediate"] = keras.layers.Activation("linear", dtype="float32", name="intermediate")(descriptor)
+    else:
+        x = aggregator(x, mask=mask)
     if cfg["hidden_size"]:
         x = keras.layers.Dense(cfg["hidden_size"], activation="relu", name="hidden")(x)
         if cfg["hidden_batch_norm"]:
@@ -219,11 +237,8 @@ def build_model(config: Mapping[str, Any]) -> keras.Model:
         cfg["num_classes"], num_mixtures=head["num_mixtures"], l2=head["l2"], name="moe"
     )(x)
     predictions = keras.layers.Activation("linear", dtype="float32", name="predictions")(probs)
-    return VideoClassifier(
-        inputs={"frames": frames, "mask": mask},
-        outputs={"embedding": embedding, "predictions": predictions},
-        name=cfg["name"],
-    )
+    outputs.update(embedding=embedding, predictions=predictions)
+    return VideoClassifier(inputs={"frames": frames, "mask": mask}, outputs=outputs, name=cfg["name"])
 
 
 def embedding_size(model: keras.Model) -> int:

@@ -86,12 +86,14 @@ def fit_stage(
     verbose: int = 1,
     warmup_epochs: int = 0,
     steps_per_epoch: int | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict[str, Any]:
     """Fits one Distiller resumably; returns the done.json record (best epoch, history).
 
     With ``warmup_epochs > 0`` (and `steps_per_epoch`) the learning rate rises linearly
     from 0 over the warm-up, then follows a cosine decay to 0 at the last epoch.
     A finished stage (done.json present) is not trained again: its best weights are loaded.
+    `callbacks` run before the stage's own (backup, best checkpoint, early stopping).
     """
     run_dir = pathlib.Path(run_dir)
     done = run_dir / "done.json"
@@ -104,6 +106,7 @@ def fit_stage(
     rate = learning_rate_schedule(learning_rate, epochs, warmup_epochs, steps_per_epoch)
     distiller.compile(optimizer=keras.optimizers.Adam(rate))
     callbacks = [
+        *callbacks,
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "tb")),
         _BestStudentCheckpoint(target, best, MONITOR),

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 # The command modules, in the order `kdzoo --help` lists them. A new command is a new
 # module here with an `add_parser(subparsers)` function.
-COMMANDS = ("demo", "zoo", "train", "eval", "profile", "export", "tune")
+COMMANDS = ("demo", "zoo", "train", "eval", "profile", "export", "tune", "reproduce")
 
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130

@@ -6,6 +6,7 @@ goes through one step:
     teacher(frames, mask)                    -> E_T, P_T
     student(k frames chosen by the sampler)  -> E_S, P_S
     loss = w_ce * L_CE(labels, P_S) + w_rep * ||E_T - proj(E_S)||^2 + w_pred * d(P_T, P_S)
+           [+ w_inter * ||I_T - I_S||^2, the intermediate representations of both models]
 
 ``mode="serial"``: the teacher is pretrained and frozen (inference mode, never updated).
 ``mode="parallel"``: the teacher trains at the same time on its own L_CE; the distillation
@@ -56,6 +57,9 @@ class Distiller(keras.Model):
         representation_weight: weight of L_rep.
         prediction_weight: weight of L_pred.
         prediction_loss: ``"bce"`` or ``"mse"`` (see `kdzoo.distillation.losses`).
+        intermediate_weight: weight of L_inter, the squared L2 distance between the
+            teacher's and the student's ``"intermediate"`` outputs (both models built
+            with ``"intermediate": True``, of the same width); 0 turns it off.
         teacher_ce_weight: weight of the teacher's own L_CE in parallel mode.
         distill_into_teacher: in parallel mode, let L_rep and L_pred update the teacher.
         metrics: names of the quality metrics tracked for the student and the teacher
@@ -86,6 +90,7 @@ class Distiller(keras.Model):
         representation_weight: float = 0.01,
         prediction_weight: float = 1.0,
         prediction_loss: str = "bce",
+        intermediate_weight: float = 0.0,
         teacher_ce_weight: float = 1.0,
         distill_into_teacher: bool = False,
         metrics: Sequence[str] = ("gap", "hit_at_one"),
@@ -129,6 +134,22 @@ class Distiller(keras.Model):
                 f"The student was built for {student_num_frames} frames but the Distiller samples "
                 f"k={k}. Build the student with num_frames={k} or num_frames=None."
             )
+        if float(intermediate_weight) < 0:
+            raise ValueError(f"Expected intermediate_weight >= 0. Received: intermediate_weight={intermediate_weight!r}")
+        if teacher is not None and float(intermediate_weight) > 0:
+            widths = {}
+            for role, model in (("teacher", teacher), ("student", student)):
+                if "intermediate" not in model.output:
+                    raise ValueError(
+                        f"intermediate_weight={intermediate_weight} needs an 'intermediate' output, but the {role} "
+                        f"{model.name!r} has only {sorted(model.output)}. Build it with 'intermediate': True."
+                    )
+                widths[role] = int(model.output["intermediate"].shape[-1])
+            if widths["teacher"] != widths["student"]:
+                raise ValueError(
+                    f"Teacher and student intermediate representations differ in width: teacher "
+                    f"{widths['teacher']}, student {widths['student']}."
+                )
         if teacher is not None:
             teacher_num_frames, teacher_features = frame_shape(teacher)
             if teacher_features != feature_size:
@@ -153,6 +174,7 @@ class Distiller(keras.Model):
         self.representation_weight = float(representation_weight)
         self.prediction_weight = float(prediction_weight)
         self.prediction_loss = prediction_loss
+        self.intermediate_weight = float(intermediate_weight)
         self.teacher_ce_weight = float(teacher_ce_weight)
         self.distill_into_teacher = bool(distill_into_teacher)
         self.metric_names = tuple(metrics)
@@ -167,6 +189,8 @@ class Distiller(keras.Model):
         loss_names = ["loss", "ce_loss"]
         if teacher is not None:
             loss_names += ["rep_loss", "pred_loss"]
+            if self.intermediate_weight > 0:
+                loss_names.append("inter_loss")
             if mode == "parallel":
                 loss_names.append("teacher_ce_loss")
         self.loss_trackers = {n: keras.metrics.Mean(name=n) for n in loss_names}
@@ -333,6 +357,12 @@ class Distiller(keras.Model):
                 + self.representation_weight * losses["rep_loss"]
                 + self.prediction_weight * losses["pred_loss"]
             )
+            if self.intermediate_weight > 0:
+                i_t = teacher_out["intermediate"]
+                if not (self.mode == "parallel" and self.distill_into_teacher):
+                    i_t = ops.stop_gradient(i_t)
+                losses["inter_loss"] = kd_losses.representation_loss(i_t, student_out["intermediate"])
+                total = total + self.intermediate_weight * losses["inter_loss"]
             if self.mode == "parallel":
                 losses["teacher_ce_loss"] = kd_losses.classification_loss(labels, teacher_out["predictions"])
                 total = total + self.teacher_ce_weight * losses["teacher_ce_loss"]
@@ -432,6 +462,7 @@ class Distiller(keras.Model):
                 "representation_weight": self.representation_weight,
                 "prediction_weight": self.prediction_weight,
                 "prediction_loss": self.prediction_loss,
+                "intermediate_weight": self.intermediate_weight,
                 "teacher_ce_weight": self.teacher_ce_weight,
                 "distill_into_teacher": self.distill_into_teacher,
                 "metrics": list(self.metric_names),

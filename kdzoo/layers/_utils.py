@@ -70,14 +70,25 @@ def add_vlad_projection(layer, descriptor_size: int, output_size: int | None):
     return kernel, bias
 
 
-def finish_vlad(residuals, kernel=None, bias=None):
+def finish_vlad(residuals, kernel=None, bias=None, return_descriptor: bool = False):
     """Intra-normalises `(batch, clusters, dim)` residuals, flattens, L2-normalises and
-    applies the optional projection. Returns `(batch, clusters * dim)` or `(batch, output_size)`.
+    applies the optional projection. Returns `(batch, clusters * dim)` or `(batch, output_size)`;
+    with `return_descriptor`, the pair `(output, descriptor)` where `descriptor` is the
+    normalised `(batch, clusters * dim)` matrix before the projection.
     """
     num_clusters, dim = residuals.shape[1], residuals.shape[2]
     vlad = l2_normalize(residuals, axis=-1)
     vlad = ops.reshape(vlad, (-1, num_clusters * dim))
-    vlad = l2_normalize(vlad, axis=-1)
+    descriptor = l2_normalize(vlad, axis=-1)
+    output = descriptor
     if kernel is not None:
-        vlad = ops.matmul(vlad, kernel) + bias
-    return vlad
+        output = ops.matmul(descriptor, kernel) + bias
+    return (output, descriptor) if return_descriptor else output
+
+
+def vlad_output_spec(layer, inputs, descriptor_size: int, return_descriptor: bool):
+    """Symbolic output of a VLAD layer: the output, or `(output, descriptor)` (see `finish_vlad`)."""
+    output = keras.KerasTensor(layer.compute_output_shape(inputs.shape), dtype=layer.compute_dtype)
+    if not return_descriptor:
+        return output
+    return output, keras.KerasTensor((inputs.shape[0], descriptor_size), dtype=layer.compute_dtype)

@@ -11,6 +11,7 @@ from kdzoo.layers._utils import frame_mask
 from kdzoo.layers._utils import add_vlad_projection
 from kdzoo.layers._utils import finish_vlad
 from kdzoo.layers._utils import validate_positive_int
+from kdzoo.layers._utils import vlad_output_spec
 
 
 @keras.saving.register_keras_serializable(package="kdzoo")
@@ -38,6 +39,11 @@ class NetVLAD(keras.layers.Layer):
         mask: Optional bool or float tensor of shape `(batch, frames)`,
             1 for real frames and 0 for padding. `None` means all real.
         training: Python boolean, only used by the assignment batch norm.
+        return_descriptor: Python boolean. If `True`, the call returns
+            `(output, descriptor)`, where `descriptor` is the normalised
+            `(batch, num_clusters * features)` VLAD matrix before the
+            projection (the intermediate representation a student can be
+            taught to match).
 
     Input shape:
         3D tensor `(batch, frames, features)`; `frames` may be `None`.
@@ -104,7 +110,7 @@ class NetVLAD(keras.layers.Layer):
             self, self.num_clusters * feature_dim, self.output_size
         )
 
-    def call(self, inputs, mask=None, training=None):
+    def call(self, inputs, mask=None, training=None, return_descriptor=False):
         weights = frame_mask(inputs, mask, inputs.dtype)  # (B, T)
         logits = ops.matmul(inputs, self.cluster_kernel)  # (B, T, K)
         if self.assignment_norm is None:
@@ -119,7 +125,10 @@ class NetVLAD(keras.layers.Layer):
         vlad = ops.einsum("btk,btd->bkd", assignment, inputs)
         mass = ops.sum(assignment, axis=1)  # (B, K)
         vlad = vlad - ops.expand_dims(mass, -1) * self.centers
-        return finish_vlad(vlad, self.output_kernel, self.output_bias)
+        return finish_vlad(vlad, self.output_kernel, self.output_bias, return_descriptor)
+
+    def compute_output_spec(self, inputs, mask=None, training=None, return_descriptor=False):
+        return vlad_output_spec(self, inputs, self.num_clusters * inputs.shape[-1], return_descriptor)
 
     def compute_mask(self, inputs, mask=None):
         # The frame axis is reduced away, so there is no mask to propagate.

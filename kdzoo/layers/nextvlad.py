@@ -11,6 +11,7 @@ from kdzoo.layers._utils import frame_mask
 from kdzoo.layers._utils import add_vlad_projection
 from kdzoo.layers._utils import finish_vlad
 from kdzoo.layers._utils import validate_positive_int
+from kdzoo.layers._utils import vlad_output_spec
 
 
 @keras.saving.register_keras_serializable(package="kdzoo")
@@ -40,6 +41,11 @@ class NeXtVLAD(keras.layers.Layer):
         mask: Optional bool or float tensor of shape `(batch, frames)`,
             1 for real frames and 0 for padding. `None` means all real.
         training: Unused; accepted for a uniform aggregator interface.
+        return_descriptor: Python boolean. If `True`, the call returns
+            `(output, descriptor)`, where `descriptor` is the normalised
+            `(batch, num_clusters * expansion * features / groups)` VLAD
+            matrix before the projection (the intermediate representation a
+            student can be taught to match).
 
     Input shape:
         3D tensor `(batch, frames, features)`; `frames` may be `None`.
@@ -120,7 +126,7 @@ class NeXtVLAD(keras.layers.Layer):
             self, self.num_clusters * group_size, self.output_size
         )
 
-    def call(self, inputs, mask=None, training=None):
+    def call(self, inputs, mask=None, training=None, return_descriptor=False):
         group_size = self._group_size(inputs.shape[-1])
         weights = frame_mask(inputs, mask, inputs.dtype)  # (B, T)
         x_dot = ops.matmul(inputs, self.expansion_kernel) + self.expansion_bias
@@ -139,7 +145,11 @@ class NeXtVLAD(keras.layers.Layer):
         vlad = ops.einsum("bnk,bnd->bkd", assignment, local)
         mass = ops.sum(assignment, axis=1)  # (B, K)
         vlad = vlad - ops.expand_dims(mass, -1) * self.centers
-        return finish_vlad(vlad, self.output_kernel, self.output_bias)
+        return finish_vlad(vlad, self.output_kernel, self.output_bias, return_descriptor)
+
+    def compute_output_spec(self, inputs, mask=None, training=None, return_descriptor=False):
+        descriptor_size = self.num_clusters * self._group_size(inputs.shape[-1])
+        return vlad_output_spec(self, inputs, descriptor_size, return_descriptor)
 
     def compute_mask(self, inputs, mask=None):
         # The frame axis is reduced away, so there is no mask to propagate.

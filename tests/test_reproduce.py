@@ -1,0 +1,283 @@
+"""`kdzoo reproduce`: the paper's grid, per-row checkpoints, seeds, `--rows`, results files,
+and the `--data`/`--spec` path on a generated 300-frame shard and on the real YouTube-8M video."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from kdzoo import reproduce
+from kdzoo.evaluation import evaluate_model
+from kdzoo.models import build_model
+from kdzoo.zoo.config import ZooConfig
+from records import serialized_sequence_example, tiny_zoo_yaml, write_tfrecord
+
+TRAINING = """training:
+  batch_size: 16
+  learning_rate: 0.01
+  validation_fraction: 0.25
+  patience: 100
+  seed: 0
+distillation:
+  mode: serial
+  ce_weight: 1.0
+  representation_weight: 0.01
+  prediction_weight: 0.5
+  prediction_loss: bce
+data:
+  train: audioset/train-*.tfrecord
+  eval: audioset/eval-*.tfrecord
+"""
+
+
+def write_videos(path, n, *, features=(("audio_embedding", 128),), id_key="video_id", classes=527, max_len=10,
+                 seed=0):
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(n):
+        length = int(rng.integers(max(1, max_len // 2), max_len + 1))
+        label = i % 3
+        frames = {}
+        for name, width in features:
+            x = rng.integers(0, 256, size=(length, width), dtype=np.uint8)
+            x[:, label] = 255  # a learnable signal in every frame
+            frames[name] = x
+        records.append(serialized_sequence_example(f"v{seed}-{i}", [label, 3 + label % classes], frames,
+                                                   id_key=id_key))
+    return write_tfrecord(path, records)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("repro")
+    (root / "data" / "audioset").mkdir(parents=True)
+    write_videos(root / "data" / "audioset" / "train-0.tfrecord", 48, seed=0)
+    write_videos(root / "data" / "audioset" / "eval-0.tfrecord", 24, seed=1)
+    config = root / "netvlad.audioset.yaml"
+    config.write_text(tiny_zoo_yaml(output_size=4) + TRAINING)
+    return root, ZooConfig.from_file(config)
+
+
+def test_grid_has_the_papers_rows():
+    rows = reproduce.grid("netvlad", [2, 5])
+    ids = [r.id for r in rows]
+    assert ids[0] == "teacher" and ids.count("teacher") == 1
+    assert [i for i in ids if i.startswith("k2/no_teacher/")] == [
+        f"k2/no_teacher/{s}" for s in ("uniform", "random", "first", "middle", "last", "first_middle_last")]
+    assert [i for i in ids if i.startswith("k5/") and "no_teacher" not in i] == [
+        "k5/parallel/rep", "k5/parallel/rep+ce", "k5/parallel/rep+pred+ce", "k5/serial/rep", "k5/serial/pred",
+        "k5/serial/rep+ce", "k5/serial/pred+ce", "k5/serial/rep+pred+ce", "k5/serial/rep+pred+ce+inter"]
+    assert len(rows) == 1 + 2 * (6 + 8 + 1)
+    assert not [r for r in reproduce.grid("hrnn", [2]) if "inter" in r.losses]
+    assert len(reproduce.grid("hrnn", [2])) == 1 + 6 + 8
+
+
+def test_select_and_paper_ks(tiny):
+    rows = reproduce.grid("netvlad", [1, 2])
+    assert [r.id for r in reproduce.select(rows, "teacher, k2/serial/pred*")] == [
+        "teacher", "k2/serial/pred", "k2/serial/pred+ce"]
+    assert reproduce.select(rows, "k3/*") == []
+    assert [r.key for r in reproduce.select([r.with_seed(1) for r in rows[:2]], "*@1")] == [
+        "teacher@1", "k1/no_teacher/uniform@1"]
+    _, config = tiny
+    assert reproduce.paper_ks(config) == (1, 2, 3, 5)
+
+
+def test_loss_weights_keep_the_recipes_for_named_losses(tiny):
+    _, config = tiny
+    assert reproduce.loss_weights(config, ("rep", "ce")) == {
+        "ce_weight": 1.0, "representation_weight": 0.01, "prediction_weight": 0.0, "intermediate_weight": 0.0}
+    assert reproduce.loss_weights(config, ("pred", "inter"))["intermediate_weight"] == 1.0  # recipe has none
+    with pytest.raises(ValueError, match="Unknown losses"):
+        reproduce.loss_weights(config, ("kl",))
+
+
+def _fake_row(run, row, val_gap, eval_map):
+    """A finished row's record, as `run_row` writes it (no training)."""
+    from kdzoo.zoo import artifacts
+
+    record = {"row": row.id, "seed": row.seed, "kind": row.kind, "k": row.k, "mode": row.mode,
+              "losses": list(row.losses), "train_sampler": row.sampler, "eval_sampler": "uniform",
+              "eval": {"map": eval_map, "gap": eval_map + 0.1, "hit_at_one": eval_map + 0.2, "videos": 10},
+              "best_val_gap": val_gap, "epochs_run": 1, "fingerprint": run.fingerprint, "seconds": 1.0}
+    artifacts.atomic_write_json(run.row_dir(row) / "row.json", record)
+
+
+def test_headline_rows_get_more_seeds_chosen_on_validation_gap(tiny, tmp_path):
+    root, config = tiny
+    run = reproduce.Reproduction(config, root / "data", tmp_path / "w", ks=[2, 5], seeds=3, encoder="none")
+    R = reproduce.Row
+    assert [r.key for r in run.planned("k2/*") if r.seed] == []  # nothing finished: no extra seeds yet
+    _fake_row(run, R("teacher"), None, 0.30)
+    _fake_row(run, R("no_teacher", 2, sampler="uniform"), 0.20, 0.19)
+    _fake_row(run, R("no_teacher", 2, sampler="random"), 0.21, 0.18)  # best on validation, not on eval
+    _fake_row(run, R("distilled", 2, mode="serial", losses=("rep",)), 0.25, 0.22)
+    _fake_row(run, R("distilled", 2, mode="parallel", losses=("rep", "ce")), 0.24, 0.23)
+    extra = [r.key for r in run.planned(None) if r.seed]
+    assert extra == ["teacher@1", "teacher@2", "k2/serial/rep@1", "k2/serial/rep@2",
+                     "k2/no_teacher/random@1", "k2/no_teacher/random@2"]
+    assert [r.key for r in run.planned("k2/serial/*") if r.seed] == ["k2/serial/rep@1", "k2/serial/rep@2"]
+    assert [r.key for r in run.planned("k2/serial/*@0") if r.seed] == []
+    for seed, value in ((1, 0.26), (2, 0.20)):
+        _fake_row(run, R("distilled", 2, mode="serial", losses=("rep",), seed=seed), 0.2, value)
+    doc = run.write()
+    entry = next(e for e in doc["summary"] if e["row"] == "k2/serial/rep")
+    assert entry["seeds"] == [0, 1, 2]
+    assert entry["map"] == pytest.approx(np.mean([0.22, 0.26, 0.20]))
+    assert entry["map_std"] == pytest.approx(np.std([0.22, 0.26, 0.20], ddof=1))
+    assert entry["cost"]["flops"] < next(e for e in doc["summary"] if e["row"] == "teacher")["cost"]["flops"]
+    assert not doc["complete"] and "k5/serial/pred@0" in doc["remaining"]
+    md = (tmp_path / "w" / "reproduce.md").read_text()
+    assert md.startswith("Partial grid: 5 row(s) finished")
+    assert f"| `k2/serial/rep` | 2 | 3 | {np.mean([0.22, 0.26, 0.20]):.4f} ± {entry['map_std']:.4f} |" in md
+    # The claims, from the rows alone: teacher 0.30 vs best distilled (parallel/rep+ce 0.23), etc.
+    checks = reproduce.comparisons(doc)
+    assert checks[0] == ("k=2: teacher >= best distilled: yes, +0.0700 mAP (`teacher` 0.3000 vs "
+                         "`k2/parallel/rep+ce` 0.2300; one seed on at least one side: no spread to judge it by)")
+    assert checks[1].startswith("k=2: best distilled > best no-teacher: yes, +0.0400 mAP")
+    assert checks[2].startswith("k=2: best serial vs best parallel: -0.0033 mAP (`k2/serial/rep` 0.2267")
+    assert len(checks) == 3  # no pair of rows for a loss comparison has run; nothing at k=5
+    assert "- k=2: teacher >= best distilled: yes" in md
+    # A row stopped after 2 epochs is reported as in progress, from its BackupAndRestore state.
+    from kdzoo.zoo import artifacts
+
+    run_dir = run.row_dir(R("distilled", 2, mode="serial", losses=("pred",))) / "run"
+    artifacts.atomic_write_json(run_dir / "backup" / "training_metadata.json", {"epoch": 2, "batch": 0})
+    artifacts.atomic_write_json(run_dir / "best.weights.json", {"epoch": 1, "score": 0.125})
+    doc = run.write()
+    assert doc["in_progress"] == [{"row": "k2/serial/pred@0", "epochs_done": 2, "best_val_gap": 0.125}]
+    assert "In progress: `k2/serial/pred@0`, 2 epoch(s) done, best validation GAP@20 so far 0.1250." in (
+        tmp_path / "w" / "reproduce.md").read_text()
+
+
+def test_rows_run_resume_and_report_what_their_weights_score(tiny, tmp_path):
+    root, config = tiny
+    kwargs = dict(ks=[2], seeds=1, epochs=1, verbose=0, encoder="none")
+    run = reproduce.Reproduction(config, root / "data", tmp_path / "w", **kwargs)
+    patterns = "teacher,k2/no_teacher/first,k2/serial/rep,k2/parallel/rep,k2/serial/rep+pred+ce+inter"
+    first = run.run(patterns, max_rows=2)  # stopped after two rows
+    assert [r["row"] for r in first["rows"]] == ["teacher", "k2/no_teacher/first"]
+    assert "k2/serial/rep@0" in first["remaining"] and not first["complete"]
+    stamp = (run.row_dir(reproduce.Row("teacher")) / "row.json").stat().st_mtime_ns
+
+    doc = reproduce.Reproduction(config, root / "data", tmp_path / "w", **kwargs).run(patterns)
+    assert (run.row_dir(reproduce.Row("teacher")) / "row.json").stat().st_mtime_ns == stamp  # not re-run
+    assert sorted(f"{r['row']}@{r['seed']}" for r in doc["rows"]) == sorted(
+        f"{p}@0" for p in patterns.split(","))
+
+    by_id = {r["row"]: r for r in doc["rows"]}
+    # The reported numbers are those of the row's saved weights, measured independently.
+    student = build_model(config.model_config("student", 2))
+    student.load_weights(run.row_dir(reproduce.Row("no_teacher", 2, sampler="first")) / "run" / "best.weights.h5")
+    measured = evaluate_model(student, str(root / "data" / "audioset" / "eval-0.tfrecord"), config.spec,
+                              k=2, sampler="first")
+    assert by_id["k2/no_teacher/first"]["eval_sampler"] == "first"
+    for metric in ("gap", "map", "hit_at_one"):
+        assert by_id["k2/no_teacher/first"]["eval"][metric] == pytest.approx(measured[metric], abs=1e-6)
+    # An L_rep-only serial student classifies with the frozen teacher's head.
+    teacher = build_model(config.model_config("teacher"))
+    teacher.load_weights(run.row_dir(reproduce.Row("teacher")) / "run" / "best.weights.h5")
+    student.load_weights(run.row_dir(reproduce.Row("distilled", 2, mode="serial", losses=("rep",)))
+                         / "run" / "best.weights.h5")
+    for a, b in zip(student.get_layer("moe").get_weights(), teacher.get_layer("moe").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert by_id["k2/serial/rep"]["head"] == "teacher's" and by_id["k2/parallel/rep"]["head"] == "teacher's"
+    assert by_id["k2/serial/rep+pred+ce+inter"]["loss_weights"]["intermediate_weight"] == 1.0
+    md = (tmp_path / "w" / "reproduce.md").read_text()
+    # 16 rows at k=2 (teacher, 6 baselines, 8 of Table 1, the intermediate variant): 5 ran.
+    assert md.startswith("Partial grid: 5 row(s) finished, 11 planned run(s) left") and not doc["complete"]
+    assert "| `k2/parallel/rep` | 2 | 1 |" in md
+    assert json.loads((tmp_path / "w" / "reproduce.json").read_text())["rows"] == doc["rows"]
+
+
+def test_a_changed_recipe_is_not_mixed_into_old_rows(tiny, tmp_path):
+    root, config = tiny
+    run = reproduce.Reproduction(config, root / "data", tmp_path / "w", ks=[2], seeds=1, epochs=1, verbose=0)
+    _fake_row(run, reproduce.Row("no_teacher", 2, sampler="last"), 0.1, 0.1)
+    changed = ZooConfig.from_dict({**_raw(config), "training": {**config.training, "learning_rate": 0.5}})
+    with pytest.raises(ValueError, match="trained with another recipe"):
+        reproduce.Reproduction(changed, root / "data", tmp_path / "w", ks=[2], seeds=1, epochs=1).run("k2/*")
+
+
+def _raw(config):
+    return {"family": config.family, "dataset": config.dataset, "k": list(config.ks),
+            "sampler": config.sampler, "model": dict(config.model), "distillation": dict(config.distillation),
+            "data": dict(config.data)}
+
+
+def _env():
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+
+
+YT8M_YAML = """family: netvlad
+dataset: yt8m
+k: [6, 10, 15, 20, 30]
+sampler: uniform
+model:
+  aggregator: {num_clusters: 2, output_size: 4}
+  head: {num_mixtures: 1}
+distillation: {mode: serial, ce_weight: 1.0, representation_weight: 0.01, prediction_weight: 1.0}
+training: {batch_size: 8, learning_rate: 0.01, patience: 100, seed: 0, validation_fraction: 0.3}
+"""
+
+
+def _reproduce(tmp_path, *args):
+    config = tmp_path / "netvlad.yt8m.yaml"
+    config.write_text(YT8M_YAML)
+    cmd = [sys.executable, "-m", "kdzoo.cli", "reproduce", str(config), "--work-dir", str(tmp_path / "w"),
+           "--epochs", "1", "--progress", "0", "--seeds", "1", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=1800)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout, json.loads((tmp_path / "w" / "reproduce.json").read_text())
+
+
+@pytest.mark.slow
+def test_cli_on_a_generated_300_frame_shard_with_a_spec_file(tmp_path):
+    spec = {"features": [{"name": "rgb", "width": 12}, {"name": "audio", "width": 4}], "num_classes": 6,
+            "max_frames": 300}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    feats = (("rgb", 12), ("audio", 4))
+    write_videos(tmp_path / "train-0.tfrecord", 24, features=feats, id_key="id", classes=6, max_len=300)
+    write_videos(tmp_path / "validate-0.tfrecord", 8, features=feats, id_key="id", classes=6, max_len=300, seed=1)
+    stdout, doc = _reproduce(tmp_path, "--data", str(tmp_path / "train-*.tfrecord"),
+                             "--eval-data", str(tmp_path / "validate-*.tfrecord"), "--spec", str(tmp_path / "spec.json"),
+                             "--rows", "teacher,k6/serial/rep+pred+ce,k30/no_teacher/uniform")
+    assert doc["ks"] == [6, 10, 15, 20, 30]  # the paper's YouTube-8M budgets
+    rows = {r["row"]: r for r in doc["rows"]}
+    assert sorted(rows) == ["k30/no_teacher/uniform", "k6/serial/rep+pred+ce", "teacher"]
+    assert all(r["eval"]["videos"] == 8 for r in rows.values())
+    assert rows["k30/no_teacher/uniform"]["cost"]["flops"] < rows["teacher"]["cost"]["flops"]
+    assert "Partial grid: 3 row(s) finished" in stdout
+
+
+@pytest.mark.slow
+def test_cli_on_the_real_youtube8m_frame_level_video(tmp_path, yt8m_dir):
+    (tmp_path / "spec.yaml").write_text("preset: yt8m\n")
+    video = str(yt8m_dir / "frame_level" / "paddlevideo_example_SjJ3.tfrecord")
+    _, doc = _reproduce(tmp_path, "--data", video, "--eval-data", video, "--validation-data", video,
+                        "--spec", str(tmp_path / "spec.yaml"), "--rows", "teacher,k10/serial/pred+ce")
+    rows = {r["row"]: r for r in doc["rows"]}
+    assert sorted(rows) == ["k10/serial/pred+ce", "teacher"]
+    assert rows["teacher"]["eval"]["videos"] == 1 and rows["k10/serial/pred+ce"]["k"] == 10
+    assert doc["validation"] == "1 validation file(s) given on the command line"
+
+
+def test_spec_without_data_is_a_clear_error(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(YT8M_YAML)
+    with pytest.raises(ValueError, match="pass them with --data and --eval-data"):
+        reproduce.reproduce_config(str(config), spec="yt8m")
+    with pytest.raises(ValueError, match="neither a file nor a preset"):
+        reproduce.reproduce_config(str(config), data="x", eval_data="y", spec="nope.yaml")
+
+
+def test_a_difference_counts_only_beyond_twice_the_seed_spread():
+    a = {"row": "a", "map": 0.25, "map_std": 0.004}
+    b = {"row": "b", "map": 0.24, "map_std": 0.003}
+    assert reproduce._difference(a, b).endswith("beyond twice the seed spread (0.0040))")
+    assert reproduce._difference({**a, "map_std": 0.006}, b).endswith("within noise (seed spread 0.0060))")
+    assert "no spread" in reproduce._difference(a, {**b, "map_std": None})
