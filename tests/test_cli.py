@@ -11,7 +11,7 @@ import pytest
 
 import kdzoo
 from kdzoo.cli import COMMANDS, build_parser, main
-from records import serialized_sequence_example, tiny_zoo_yaml, write_tfrecord
+from records import serialized_sequence_example, use_tiny_zoo, write_tfrecord
 
 DEMO_PAIR = ("netvlad_teacher.audioset", "netvlad_student_k2.audioset")
 needs_demo_pair = pytest.mark.skipif(
@@ -137,11 +137,7 @@ def test_argparse_errors_exit_2_with_usage(capsys):
 @pytest.fixture
 def tiny_zoo(tmp_path, monkeypatch):
     """A one-config zoo (tiny NetVLAD on the AudioSet layout) and 12 AudioSet-like records."""
-    configs = tmp_path / "configs"
-    configs.mkdir()
-    (configs / "netvlad.audioset.yaml").write_text(tiny_zoo_yaml())
-    monkeypatch.setenv("KDZOO_ZOO_CONFIGS", str(configs))
-    monkeypatch.setenv("KDZOO_PRETRAINED", str(tmp_path / "pretrained"))
+    use_tiny_zoo(tmp_path, monkeypatch)
     rng = np.random.default_rng(0)
     records = write_tfrecord(tmp_path / "eval.tfrecord", [
         serialized_sequence_example(f"v{i}", [i % 5, 7], {"audio_embedding": rng.integers(
