@@ -150,7 +150,7 @@ def test_unknown_model_name_lists_close_matches():
 
 
 def test_unknown_model_name_without_close_match():
-    with pytest.raises(UnknownModelError, match=r"Unknown model name 'zzzz'\. See kdzoo.list_models\(\)"):
+    with pytest.raises(UnknownModelError, match=r"Unknown model name 'zzzz'\. \('zzzz' is not a zoo name\. Expected <family>_<role>.*See kdzoo.list_models\(\)"):
         kdzoo.load("zzzz")
 
 
