@@ -406,6 +406,10 @@ class Reproduction:
             path = pathlib.Path(self.teacher_weights)
             path = path / "model.weights.h5" if path.is_dir() else path
             try:
+                stored = _stored_values(path)
+                expected = sum(int(math.prod(w.shape)) for w in model.weights)
+                if stored != expected:  # Keras loads a mismatched file without an error
+                    raise ValueError(f"the file holds {stored:,} values, the recipe's teacher has {expected:,}")
                 model.load_weights(path)
             except (ValueError, OSError, KeyError) as err:
                 raise ValueError(
@@ -590,6 +594,16 @@ class Reproduction:
             artifacts.atomic_write_json(folder / f"{stem}.json", doc)
             (folder / f"{stem}.md").write_text(markdown(doc), encoding="utf-8")
         return doc
+
+
+def _stored_values(path: str | os.PathLike) -> int:
+    """Number of values in a ``.weights.h5`` file (every dataset in it)."""
+    import h5py
+
+    sizes = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda _, obj: sizes.append(obj.size) if isinstance(obj, h5py.Dataset) else None)
+    return int(sum(sizes))
 
 
 def cost(model: keras.Model, num_frames: int, encoder_flops_per_frame: int | None = None) -> dict[str, int | None]:
