@@ -57,7 +57,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_distill(args: argparse.Namespace) -> int:
-    from kdzoo.distribute import make_strategy
+    from kdzoo.distribute.strategy import make_strategy
 
     strategy = make_strategy(args.strategy)  # first: the multi-worker strategy must precede every other op
     from kdzoo.training import keras_model_path, train_student, train_teacher

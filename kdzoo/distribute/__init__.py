@@ -1,8 +1,22 @@
 """Distillation on several devices or machines with tf.distribute (mirrored, multi-worker)."""
 
-from kdzoo.distribute.local import LocalCluster, free_ports, tf_config
-from kdzoo.distribute.loop import fit_stage, weights_digest
-from kdzoo.distribute.strategy import STRATEGIES, WorkerInfo, make_strategy, shard_files, sharded_input, worker_info
+import importlib
+from typing import Any
+
+# Names load on first use: `make_strategy` must run before any other TensorFlow op, so
+# importing this package must not import the Distiller, the models or the data pipeline.
+_HOMES = {
+    "LocalCluster": "local", "free_ports": "local", "tf_config": "local",
+    "fit_stage": "loop", "weights_digest": "loop",
+    "STRATEGIES": "strategy", "WorkerInfo": "strategy", "make_strategy": "strategy",
+    "shard_files": "strategy", "sharded_input": "strategy", "worker_info": "strategy",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'kdzoo.distribute' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"kdzoo.distribute.{_HOMES[name]}"), name)
 
 __all__ = [
     "STRATEGIES",
