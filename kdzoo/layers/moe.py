@@ -89,24 +89,21 @@ class MixtureOfExperts(keras.layers.Layer):
 
     def call(self, inputs):
         num_gates = self.num_mixtures + 1
-        feature_dim = self.gate_kernel.shape[0]
-        gate_kernel = ops.reshape(
-            self.gate_kernel, (feature_dim, self.num_classes, num_gates)
+        # Plain matmuls on the flat kernels, then split the last axis into
+        # (classes, mixtures): an einsum with an ellipsis computes the same
+        # values, but TensorFlow's gradient for it is hundreds of times slower.
+        leading = tuple(ops.shape(inputs)[:-1])
+        gate_logits = ops.reshape(
+            ops.matmul(inputs, self.gate_kernel),
+            leading + (self.num_classes, num_gates),
         )
-        expert_kernel = ops.reshape(
-            self.expert_kernel,
-            (feature_dim, self.num_classes, self.num_mixtures),
-        )
-        expert_bias = ops.reshape(
-            self.expert_bias, (self.num_classes, self.num_mixtures)
+        expert_logits = ops.reshape(
+            ops.matmul(inputs, self.expert_kernel) + self.expert_bias,
+            leading + (self.num_classes, self.num_mixtures),
         )
         # (..., classes, mixtures + 1); the last gate is the dummy expert.
-        gates = ops.softmax(
-            ops.einsum("...d,dcm->...cm", inputs, gate_kernel), axis=-1
-        )
-        experts = ops.sigmoid(
-            ops.einsum("...d,dcm->...cm", inputs, expert_kernel) + expert_bias
-        )
+        gates = ops.softmax(gate_logits, axis=-1)
+        experts = ops.sigmoid(expert_logits)
         return ops.sum(gates[..., : self.num_mixtures] * experts, axis=-1)
 
     def compute_output_shape(self, input_shape):
