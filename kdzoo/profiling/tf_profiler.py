@@ -32,8 +32,8 @@ def tf_profiler_flops(
     Blind spots, found on kdzoo models:
 
     * ``Einsum`` has no registered FLOP statistic, so it counts 0: the NetVLAD /
-      NeXtVLAD residual aggregation ``btk,btd->bkd`` (the biggest per-frame term) and
-      both MoE projections (most of the head) are missing. ``count_einsum=True``
+      NeXtVLAD residual aggregation ``btk,btd->bkd`` (the biggest per-frame term) is
+      missing. ``count_einsum=True``
       registers a statistic for it (2 * product of all index sizes) for the
       duration of the call.
     * Activations (``Sigmoid``, ``Tanh``, ``Relu``) count 0; ``Softmax`` counts
@@ -46,7 +46,7 @@ def tf_profiler_flops(
     * Only static shapes are counted; ops with an unknown dimension are skipped.
 
     It agrees with `flops` within a few percent on models whose work is
-    ``MatMul`` / elementwise (pooling, Dense, context gating; MoE and NetVLAD with
+    ``MatMul`` / elementwise (pooling, Dense, context gating, MoE; NetVLAD with
     ``count_einsum=True``); not on recurrent models.
     """
     num_frames = _resolve_num_frames(model, num_frames)
