@@ -272,13 +272,15 @@ def test_spec_without_data_is_a_clear_error(tmp_path):
     config.write_text(YT8M_YAML)
     with pytest.raises(ValueError, match="pass them with --data and --eval-data"):
         reproduce.reproduce_config(str(config), spec="yt8m")
-    with pytest.raises(ValueError, match="neither a file nor a preset"):
+    with pytest.raises(FileNotFoundError, match="spec file not found"):  # kdzoo.data.get_spec's error
         reproduce.reproduce_config(str(config), data="x", eval_data="y", spec="nope.yaml")
+    with pytest.raises(ValueError, match="Unknown dataset spec 'nope'"):
+        reproduce.reproduce_config(str(config), data="x", eval_data="y", spec="nope")
 
 
 def test_a_difference_counts_only_beyond_twice_the_seed_spread():
     a = {"row": "a", "map": 0.25, "map_std": 0.004}
     b = {"row": "b", "map": 0.24, "map_std": 0.003}
-    assert reproduce._difference(a, b).endswith("beyond twice the seed spread (0.0040))")
-    assert reproduce._difference({**a, "map_std": 0.006}, b).endswith("within noise (seed spread 0.0060))")
-    assert "no spread" in reproduce._difference(a, {**b, "map_std": None})
+    assert reproduce.report.difference(a, b).endswith("beyond twice the seed spread (0.0040))")
+    assert reproduce.report.difference({**a, "map_std": 0.006}, b).endswith("within noise (seed spread 0.0060))")
+    assert "no spread" in reproduce.report.difference(a, {**b, "map_std": None})

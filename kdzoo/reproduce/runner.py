@@ -1,0 +1,326 @@
+"""Runs the rows of a reproduction, each in its own resumable folder."""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+
+from kdzoo.distillation import Distiller
+from kdzoo.evaluation import predict_files, score
+from kdzoo.models import build_model
+from kdzoo.reproduce.costs import RowCosts
+from kdzoo.reproduce.grid import LOSS_KEYS, Row, grid, loss_weights, paper_ks, select
+from kdzoo.reproduce.report import machine, markdown, summarize, utc_now
+from kdzoo.reproduce.setting import Setting, config_fingerprint
+from kdzoo.training import fit_stage
+from kdzoo.zoo import artifacts
+from kdzoo.zoo.config import ZooConfig
+
+
+def copy_head(source: keras.Model, target: keras.Model) -> None:
+    """Copies the weights of every layer after the embedding (the classifier) from source to target."""
+    names = [layer.name for layer in target.layers]
+    for layer in target.layers[names.index("embedding") + 1:]:
+        if layer.weights:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+
+
+class _TieHead(keras.callbacks.Callback):
+    """Parallel ``rep`` rows: the student classifies with the (training) teacher's head."""
+
+    def __init__(self, teacher: keras.Model, student: keras.Model):
+        super().__init__()
+        self.teacher, self.student = teacher, student
+
+    def on_test_begin(self, logs=None):
+        copy_head(self.teacher, self.student)
+
+
+
+
+class Reproduction:
+    """Runs the grid of one zoo config, row by row, resumably (see the module docstring).
+
+    Args:
+        config: the zoo recipe.
+        setting_data_dir: folder the config's relative data globs are under.
+        work_dir: per-row run folders and results.
+        ks: student budgets (default: the paper's for the dataset, `paper_ks`).
+        seeds: seeds of the headline rows (1 runs every row once).
+        teacher_weights: a zoo entry folder or ``.weights.h5`` of a trained teacher of this
+            recipe, used as the seed-0 teacher instead of training one.
+        epochs: override the recipe's teacher and student epochs (tests, smoke runs);
+            recorded in the results.
+        encoder: the per-frame encoder counted in the end-to-end cost: ``"default"`` (the
+            dataset layout's, `kdzoo.encoders.DATASET_ENCODERS`, when its width matches the
+            data), ``"none"``, or any `kdzoo.encoders.get_encoder` name or ``.keras`` path.
+    """
+
+    def __init__(self, config: ZooConfig, data_dir=None, work_dir: str | os.PathLike = "runs/reproduce", *,
+                 ks: Sequence[int] | None = None, seeds: int = 3, teacher_weights: str | None = None,
+                 epochs: int | None = None, encoder: str = "default", verbose: int = 1, command: str = ""):
+        if seeds < 1:
+            raise ValueError(f"Expected at least one seed. Received: seeds={seeds}")
+        self.config = config
+        self.setting = Setting.resolve(config, data_dir)
+        self.work_dir = pathlib.Path(work_dir)
+        self.ks = tuple(ks) if ks else paper_ks(config)
+        bad = [k for k in self.ks if not 1 <= k <= config.spec.max_frames]
+        if bad:
+            raise ValueError(f"Student budgets {bad} are outside 1..{config.spec.max_frames} (the dataset's frames).")
+        self.seeds = int(seeds)
+        self.teacher_weights = teacher_weights
+        self.epochs = epochs
+        self.verbose = verbose
+        self.command = command
+        # Rows trained on a shortened schedule are never mixed with the recipe's.
+        self.fingerprint = config_fingerprint(config) + (f"-epochs{int(epochs)}" if epochs else "")
+        self._teacher: keras.Model | None = None
+        self._teacher_record: dict = {}
+        self.encoder = encoder
+        self.row_cost = RowCosts(config, encoder)  # per-video cost of the teacher (None) or a k-frame student
+
+    # ------------------------------------------------------------ bookkeeping
+    def row_dir(self, row: Row) -> pathlib.Path:
+        return self.work_dir / "rows" / row.key.replace("/", "__")
+
+    def finished(self, row: Row) -> dict | None:
+        path = self.row_dir(row) / "row.json"
+        if not path.is_file():
+            return None
+        record = artifacts.read_json(path)
+        if record.get("fingerprint") != self.fingerprint:
+            raise ValueError(
+                f"{path} was trained with another recipe (fingerprint {record.get('fingerprint')}, now "
+                f"{self.fingerprint}). Use a new --work-dir, or remove that folder to retrain the row."
+            )
+        return record
+
+    def planned(self, patterns: str | None = None) -> list[Row]:
+        """The rows to run now: selected seed-0 rows, then the headline rows' other seeds.
+
+        The best distilled / no-teacher row of a k is known once its seed-0 rows have run;
+        until then its other seeds are not planned.
+        """
+        base = grid(self.config.family, self.ks)
+        rows = select(base, patterns)
+        extra = []
+        for head in self.headline_rows(base):
+            extra += [head.with_seed(s) for s in range(1, self.seeds)]
+        return rows + [r for r in select(extra, patterns) if r not in rows]
+
+    def headline_rows(self, base: Sequence[Row]) -> list[Row]:
+        """The teacher and, per k, the finished seed-0 distilled and no-teacher rows with the best val GAP."""
+        heads = [Row("teacher")]
+        for k in self.ks:
+            for kind in ("distilled", "no_teacher"):
+                done = [(rec["best_val_gap"], r) for r in base if r.kind == kind and r.k == k
+                        if (rec := self.finished(r)) and rec.get("best_val_gap") is not None]
+                if done:
+                    heads.append(max(done, key=lambda item: item[0])[1])
+        return heads
+
+    # ------------------------------------------------------------ models
+    def _epochs(self, role: str) -> int:
+        t = self.config.training
+        if self.epochs:
+            return int(self.epochs)
+        return int(t["epochs"] if role == "teacher" else (t.get("student_epochs") or t["epochs"]))
+
+    def _fit(self, distiller: Distiller, row: Row, epochs: int, callbacks=()) -> dict:
+        t = self.config.training
+        train, val = self.setting.datasets(seed=int(t["seed"]) + row.seed)
+        return fit_stage(distiller, train, val, self.row_dir(row) / "run", epochs=epochs,
+                         learning_rate=float(t["learning_rate"]), patience=int(t["patience"]),
+                         verbose=self.verbose, warmup_epochs=int(t.get("warmup_epochs") or 0),
+                         steps_per_epoch=self.setting.steps_per_epoch(), callbacks=list(callbacks))
+
+    def teacher(self) -> keras.Model:
+        """The seed-0 teacher: given weights, or trained (resumably) as the ``teacher@0`` row."""
+        if self._teacher is None:
+            self._teacher, self._teacher_record = self._train_teacher(Row("teacher"))
+        return self._teacher
+
+    def _train_teacher(self, row: Row) -> tuple[keras.Model, dict]:
+        keras.utils.set_random_seed(int(self.config.training["seed"]) + row.seed)
+        model = build_model(self.config.model_config("teacher"))
+        if row.seed == 0 and self.teacher_weights:
+            path = pathlib.Path(self.teacher_weights)
+            path = path / "model.weights.h5" if path.is_dir() else path
+            try:
+                stored = _stored_values(path)
+                expected = sum(int(math.prod(w.shape)) for w in model.weights)
+                if stored != expected:  # Keras loads a mismatched file without an error
+                    raise ValueError(f"the file holds {stored:,} values, the recipe's teacher has {expected:,}")
+                model.load_weights(path)
+            except (ValueError, OSError, KeyError) as err:
+                raise ValueError(
+                    f"--teacher-weights {path} do not fit this recipe's teacher ({self.config.path}): {err}. "
+                    "Pass the weights of a teacher trained with this recipe, or leave the option out to train "
+                    "it as the row teacher@0."
+                ) from err
+            return model, {"best_val_gap": None, "epochs_run": 0, "weights": str(path),
+                           "weights_sha256": artifacts.sha256_of(path)}
+        distiller = Distiller(None, model, k=None, metric_capacity=self.setting.capacity())
+        return model, self._fit(distiller, row, self._epochs("teacher"))
+
+    def _train_student(self, row: Row) -> tuple[keras.Model, dict]:
+        config, t = self.config, self.config.training
+        keras.utils.set_random_seed(int(t["seed"]) + 1000 * row.seed + row.k)
+        inter = "inter" in row.losses
+        student = build_model({**config.model_config("student", row.k), "intermediate": inter})
+        kwargs: dict[str, Any] = {"k": row.k, "seed": int(t["seed"]) + row.seed,
+                                  "metric_capacity": self.setting.capacity()}
+        callbacks, epochs = [], self._epochs("student")
+        if row.kind == "no_teacher":
+            # A deterministic sampler trains and validates on its own frames; random trains on a
+            # fresh subset each step and validates on the recipe's sampler (as it is evaluated).
+            sampler = self.eval_sampler(row)
+            distiller = Distiller(None, student, sampler=sampler, train_sampler=row.sampler, **kwargs)
+            return student, self._fit(distiller, row, epochs)
+        weights = loss_weights(config, row.losses)
+        recipe = {k: v for k, v in config.distillation.items() if k not in LOSS_KEYS.values() and k != "mode"}
+        if row.mode == "serial":
+            teacher = self.teacher()
+            if inter:  # the same weights, with the intermediate output
+                with_inter = build_model({**config.model_config("teacher"), "intermediate": True})
+                with_inter.set_weights(teacher.get_weights())
+                teacher = with_inter
+        else:
+            teacher = build_model({**config.model_config("teacher"), "intermediate": inter})
+            epochs = self._epochs("teacher")  # the teacher learns from scratch alongside
+        head_tied = weights["ce_weight"] == 0 and weights["prediction_weight"] == 0
+        if head_tied:
+            copy_head(teacher, student)
+            if row.mode == "parallel":
+                callbacks.append(_TieHead(teacher, student))
+        distiller = Distiller(teacher, student, sampler=config.sampler, train_sampler=self.train_sampler,
+                              mode=row.mode, **{**recipe, **weights}, **kwargs)
+        record = self._fit(distiller, row, epochs, callbacks)
+        if inter:  # evaluate and cost the plain model (same weights)
+            plain = build_model(config.model_config("student", row.k))
+            plain.set_weights(student.get_weights())
+            student = plain
+        return student, {**record, "loss_weights": weights, "head": "teacher's" if head_tied else "own"}
+
+    @property
+    def train_sampler(self) -> str:
+        """Distilled students' training sampler: the recipe's ``train_sampler``."""
+        return self.config.train_sampler
+
+    # ------------------------------------------------------------ rows
+    def eval_sampler(self, row: Row) -> str | None:
+        if row.kind == "teacher":
+            return None
+        if row.kind == "no_teacher" and row.sampler != "random":
+            return row.sampler
+        return self.config.sampler
+
+    def run_row(self, row: Row) -> dict:
+        """Trains and evaluates one row, or returns its record if it is finished."""
+        done = self.finished(row)
+        if done is not None:
+            return done
+        started = time.time()
+        if row.kind == "teacher" and row.seed == 0:
+            model, record = self.teacher(), self._teacher_record
+        elif row.kind == "teacher":
+            model, record = self._train_teacher(row)
+        else:
+            model, record = self._train_student(row)
+        sampler = self.eval_sampler(row)
+        predictions, labels = predict_files(model, self.setting.eval_files, self.config.spec, k=row.k,
+                                            sampler=sampler or "uniform", progress=self.verbose > 0)
+        result = {
+            "row": row.id, "seed": row.seed, "kind": row.kind, "k": row.k, "mode": row.mode,
+            "losses": list(row.losses), "train_sampler": row.sampler if row.kind == "no_teacher" else (
+                None if row.kind == "teacher" else self.train_sampler),
+            "eval_sampler": sampler,
+            "eval": score(predictions, labels, self.config.spec.num_classes),
+            "best_val_gap": record.get("best_val_gap"), "epochs_run": record.get("epochs_run"),
+            "fingerprint": self.fingerprint, "seconds": round(time.time() - started, 1),
+            "finished_at": utc_now(),
+        }
+        result.update({k: record[k] for k in ("weights", "weights_sha256", "loss_weights", "head") if k in record})
+        artifacts.atomic_write_json(self.row_dir(row) / "row.json", result)
+        return result
+
+    def run(self, patterns: str | None = None, *, max_rows: int | None = None,
+            results_dir: str | os.PathLike | None = None) -> dict:
+        """Runs the planned rows in order (re-planning after each, so headline seeds follow);
+        writes the results JSON and Markdown after every row. Returns the results document."""
+        ran = 0
+        while True:
+            todo = [r for r in self.planned(patterns) if self.finished(r) is None]
+            if not todo or (max_rows is not None and ran >= max_rows):
+                break
+            self.run_row(todo[0])
+            ran += 1
+            self.write(results_dir)
+        return self.write(results_dir)
+
+    # ------------------------------------------------------------ results
+    def results(self) -> dict:
+        rows = [rec for r in self.all_rows() if (rec := self.finished(r))]
+        summary = summarize(rows)
+        for entry in summary:
+            entry["cost"] = self.row_cost(entry["k"])
+        remaining = [r.key for r in self.all_rows() if self.finished(r) is None]
+        return {
+            "config": self.config.path, "family": self.config.family, "dataset": self.config.dataset,
+            "ks": list(self.ks), "seeds": self.seeds, "fingerprint": self.fingerprint,
+            "training": dict(self.config.training), "epochs_override": self.epochs,
+            "distillation": dict(self.config.distillation), "eval_files": len(self.setting.eval_files),
+            "validation": self.setting.validation_note(), "teacher_weights": self.teacher_weights,
+            "machine": machine(), "command": self.command, "rows": rows, "summary": summary,
+            "encoder": self.row_cost.encoder_name,
+            "remaining": remaining, "complete": not remaining, "in_progress": self.in_progress(),
+            "train_seconds": round(sum(r["seconds"] for r in rows), 1), "written_at": utc_now(),
+        }
+
+    def in_progress(self) -> list[dict[str, Any]]:
+        """Started, unfinished rows: epochs done (their BackupAndRestore state) and best val GAP@20 so far."""
+        out = []
+        for row in self.all_rows():
+            run_dir = self.row_dir(row) / "run"
+            state = run_dir / "backup" / "training_metadata.json"
+            if self.finished(row) is not None or not state.is_file():
+                continue
+            best = run_dir / "best.weights.json"
+            out.append({"row": row.key, "epochs_done": int(artifacts.read_json(state).get("epoch", 0)),
+                        "best_val_gap": artifacts.read_json(best)["score"] if best.is_file() else None})
+        return out
+
+    def all_rows(self) -> list[Row]:
+        """The whole grid, headline seeds included as far as they are known."""
+        return self.planned(None)
+
+    def write(self, results_dir: str | os.PathLike | None = None) -> dict:
+        """Writes ``reproduce.json`` and ``reproduce.md`` in the work dir (and, with
+        `results_dir`, as ``reproduce_<family>.<dataset>.json/.md`` there too)."""
+        doc = self.results()
+        targets = [(self.work_dir, "reproduce")]
+        if results_dir is not None:
+            targets.append((pathlib.Path(results_dir), f"reproduce_{self.config.family}.{self.config.dataset}"))
+        for folder, stem in targets:
+            folder.mkdir(parents=True, exist_ok=True)
+            artifacts.atomic_write_json(folder / f"{stem}.json", doc)
+            (folder / f"{stem}.md").write_text(markdown(doc), encoding="utf-8")
+        return doc
+
+
+def _stored_values(path: str | os.PathLike) -> int:
+    """Number of values in a ``.weights.h5`` file (every dataset in it)."""
+    import h5py
+
+    sizes = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda _, obj: sizes.append(obj.size) if isinstance(obj, h5py.Dataset) else None)
+    return int(sum(sizes))
+
