@@ -28,6 +28,7 @@ A config is a plain dict (it comes from YAML in ``zoo_configs/``)::
                                       # student; None = any number (then mask it)
         "frame_mlp": [512, 512],      # optional Dense+ReLU layers applied to every frame
         "aggregator": {"num_clusters": 32, "output_size": 256},
+        "aggregator_dropout": 0.0,    # dropout on the aggregator's output (before hidden)
         "hidden_size": None,          # optional Dense+ReLU after the aggregator
         "hidden_batch_norm": False,   # batch norm after that Dense (rescales the unit-norm VLAD)
         "dropout": 0.5,               # before the head
@@ -68,6 +69,7 @@ _KNOWN_KEYS = {
     "num_frames",
     "frame_mlp",
     "aggregator",
+    "aggregator_dropout",
     "hidden_size",
     "hidden_batch_norm",
     "dropout",
@@ -111,9 +113,10 @@ def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
     out["hidden_batch_norm"] = bool(out.get("hidden_batch_norm", False))
     if out["hidden_batch_norm"] and not out["hidden_size"]:
         raise ValueError("hidden_batch_norm=True needs a hidden layer: set hidden_size.")
-    out.setdefault("dropout", 0.0)
-    if not 0.0 <= float(out["dropout"]) < 1.0:
-        raise ValueError(f"Expected 0 <= dropout < 1. Received: dropout={out['dropout']!r}")
+    for key in ("aggregator_dropout", "dropout"):
+        out.setdefault(key, 0.0)
+        if not 0.0 <= float(out[key]) < 1.0:
+            raise ValueError(f"Expected 0 <= {key} < 1. Received: {key}={out[key]!r}")
     out.setdefault("context_gating", False)
     head = {"num_mixtures": 2, "l2": 0.0}
     head.update(out.get("head") or {})
@@ -200,7 +203,8 @@ def build_model(config: Mapping[str, Any]) -> keras.Model:
     """Builds a video classifier from a config (see the module docstring).
 
     frames (batch, T, D) -> optional per-frame MLP (batch, T, frame_mlp[-1]) -> aggregator
-    (batch, E) -> optional hidden Dense -> embedding -> dropout -> context gating -> head.
+    (batch, A) -> aggregator dropout -> optional hidden Dense (+ batch norm) -> embedding
+    (batch, E) -> dropout -> context gating -> head.
 
     Args:
         config: model config dict.
@@ -222,6 +226,8 @@ def build_model(config: Mapping[str, Any]) -> keras.Model:
         outputs["intermediate"] = keras.layers.Activation("linear", dtype="float32", name="intermediate")(descriptor)
     else:
         x = aggregator(x, mask=mask)
+    if cfg["aggregator_dropout"]:
+        x = keras.layers.Dropout(cfg["aggregator_dropout"], name="aggregator_dropout")(x)
     if cfg["hidden_size"]:
         x = keras.layers.Dense(cfg["hidden_size"], activation="relu", name="hidden")(x)
         if cfg["hidden_batch_norm"]:

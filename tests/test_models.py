@@ -76,6 +76,21 @@ def test_hidden_batch_norm_normalises_the_hidden_layer_in_training():
         build_model(dict(CONFIG, hidden_batch_norm=True))
 
 
+def test_aggregator_dropout_drops_the_pooled_vector_in_training_only():
+    config = dict(CONFIG, frame_mlp=[], hidden_size=8, num_frames=3, aggregator_dropout=0.5)
+    model = build_model(config)
+    x = {"frames": np.random.default_rng(3).normal(size=(32, 3, 6)).astype("float32"), "mask": np.ones((32, 3), "float32")}
+    pooled = x["frames"].mean(1)  # the mean-pooling aggregator, by hand
+    kernel, bias = model.get_layer("hidden").get_weights()
+    np.testing.assert_allclose(model(x, training=False)["embedding"], np.maximum(pooled @ kernel + bias, 0), atol=1e-5)
+    dropped = np.asarray(keras.Model(model.inputs, model.get_layer("aggregator_dropout").output)(x, training=True))
+    kept = dropped != 0
+    assert 0.3 < kept.mean() < 0.7  # about half of the 32 x 6 entries survive ...
+    np.testing.assert_allclose(dropped[kept], 2.0 * pooled[kept], rtol=1e-5)  # ... scaled by 1 / (1 - rate)
+    with pytest.raises(ValueError, match="aggregator_dropout"):
+        build_model(dict(config, aggregator_dropout=1.0))
+
+
 CLASSIFIER_CONFIG = {"family": "netvlad", "feature_size": 6, "num_classes": 4, "num_frames": 5,
           "aggregator": {"num_clusters": 2, "output_size": 8}, "head": {"num_mixtures": 1}, "name": "t"}
 
