@@ -84,7 +84,10 @@ def reference_hrnn(layer, frames, mask):
         block_states = np.array(
             [final_state(layer.lower_rnn, b) for b in blocks]
         ).reshape(-1, layer.units)
-        outputs.append(final_state(layer.upper_rnn, block_states))
+        top = final_state(layer.upper_rnn, block_states)
+        if layer.block_mean:
+            top = np.concatenate([top, block_states.mean(0)])
+        outputs.append(top)
     return np.stack(outputs)
 
 
@@ -102,12 +105,13 @@ RECURRENT_CONFIGS = [
 HRNN_CONFIGS = [
     dict(units=3, block_size=2, cell="lstm"),
     dict(units=3, block_size=3, cell="gru", upper_units=2),
+    dict(units=3, block_size=2, cell="gru", upper_units=2, block_mean=True),
 ]
 ALL_CONFIGS = [(RecurrentAggregator, c) for c in RECURRENT_CONFIGS] + [
     (HierarchicalRNN, c) for c in HRNN_CONFIGS
 ]
 REFERENCES = {RecurrentAggregator: reference_recurrent, HierarchicalRNN: reference_hrnn}
-IDS = [f"{cls.__name__}-{c['cell']}" for cls, c in ALL_CONFIGS]
+IDS = [f"{cls.__name__}-{c['cell']}" + ("-block_mean" if c.get("block_mean") else "") for cls, c in ALL_CONFIGS]
 
 
 @pytest.mark.parametrize("cls,kwargs", ALL_CONFIGS, ids=IDS)
@@ -117,7 +121,7 @@ def test_matches_numpy_reference(cls, kwargs):
     # Lengths cover: full, a partial last block, one frame.
     frames, mask = padded_batch(rng, [7, 5, 1], 7, DIM)
     expected = REFERENCES[cls](layer, frames, mask)
-    out_units = kwargs.get("upper_units") or kwargs["units"]
+    out_units = (kwargs.get("upper_units") or kwargs["units"]) + (kwargs["units"] if kwargs.get("block_mean") else 0)
     assert expected.shape == (3, out_units)
     assert_close(layer(frames, mask=mask), expected)
     assert_close(layer(frames), REFERENCES[cls](layer, frames, np.ones_like(mask)))

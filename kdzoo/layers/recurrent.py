@@ -128,7 +128,9 @@ class HierarchicalRNN(keras.layers.Layer):
     last block is zero-padded). A lower RNN encodes each block into its final
     state; an upper RNN runs over the block encodings, and its final state is
     the video embedding. Blocks without a real frame are masked out of the
-    upper RNN, so padding never changes the output.
+    upper RNN, so padding never changes the output. With `block_mean`, the
+    output also carries the mean of the real blocks' encodings,
+    `[upper state, mean_b lower_state[b]]`.
 
     Args:
         units: Positive integer, hidden size of the lower (per-block) RNN.
@@ -136,6 +138,8 @@ class HierarchicalRNN(keras.layers.Layer):
         cell: `"lstm"` or `"gru"`, used for both levels.
         upper_units: Optional positive integer, hidden size of the upper RNN;
             defaults to `units`.
+        block_mean: Boolean. If `True`, concatenate the mean of the block
+            encodings to the upper RNN's final state.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -149,7 +153,8 @@ class HierarchicalRNN(keras.layers.Layer):
         3D tensor `(batch, frames, features)`; `frames` may be `None`.
 
     Output shape:
-        2D tensor `(batch, upper_units or units)`.
+        2D tensor `(batch, upper_units or units)`, plus `units` columns with
+        `block_mean`.
     """
 
     def __init__(
@@ -158,6 +163,7 @@ class HierarchicalRNN(keras.layers.Layer):
         block_size: int,
         cell: str = "lstm",
         upper_units: int | None = None,
+        block_mean: bool = False,
         **kwargs,
     ):
         validate_positive_int("units", units)
@@ -170,6 +176,7 @@ class HierarchicalRNN(keras.layers.Layer):
         self.block_size = block_size
         self.cell = cell
         self.upper_units = upper_units
+        self.block_mean = bool(block_mean)
         self.input_spec = keras.layers.InputSpec(ndim=3)
         self.supports_masking = True
         self.lower_rnn = _make_rnn(
@@ -217,14 +224,20 @@ class HierarchicalRNN(keras.layers.Layer):
             ops.reshape(mask, (batch_size, -1, self.block_size)), axis=-1
         )
         # Upper level: runs over the blocks that hold a real frame.
-        return _run_masked(self.upper_rnn, block_states, block_mask, training)
+        top = _run_masked(self.upper_rnn, block_states, block_mask, training)
+        if not self.block_mean:
+            return top
+        weights = ops.cast(block_mask, block_states.dtype)  # (B, num_blocks)
+        total = ops.sum(block_states * ops.expand_dims(weights, -1), axis=1)
+        count = ops.maximum(ops.sum(weights, axis=1, keepdims=True), 1.0)
+        return ops.concatenate([top, total / count], axis=-1)
 
     def compute_mask(self, inputs, mask=None):
         # The frame axis is reduced away, so there is no mask to propagate.
         return None
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], self._output_units)
+        return (input_shape[0], self._output_units + (self.units if self.block_mean else 0))
 
     def get_config(self):
         base_config = super().get_config()
@@ -233,5 +246,6 @@ class HierarchicalRNN(keras.layers.Layer):
             "block_size": self.block_size,
             "cell": self.cell,
             "upper_units": self.upper_units,
+            "block_mean": self.block_mean,
         }
         return {**base_config, **config}

@@ -202,7 +202,10 @@ def _hierarchical_rnn(layer: kd_layers.HierarchicalRNN, num_frames: int, feature
     lower = _cost(lower["frame_dependent"] + lower["head"], 0)
     block_mask = _cost(padded, 0)  # any over each block
     upper = _run_masked_flops([layer.upper_rnn], 1, blocks, layer.units)
-    return _add(_add(lower, block_mask), upper)
+    total = _add(_add(lower, block_mask), upper)
+    if layer.block_mean:  # x*w, sum over blocks; sum of w; maximum; divide
+        total = _add(total, _cost(2 * blocks * layer.units + blocks, 1 + layer.units))
+    return total
 
 
 def _frame_pooling(layer: kd_layers.FramePooling, num_frames: int, feature_dim: int):
