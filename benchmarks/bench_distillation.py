@@ -27,7 +27,7 @@ import sys
 import tensorflow as tf
 
 from kdzoo.evaluation import evaluate_model
-from kdzoo.training import resolve_data, train_student, train_teacher
+from kdzoo.training import TrainingData, resolve_data, train_student, train_teacher
 from kdzoo.zoo.config import ZooConfig
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -48,13 +48,14 @@ def main(argv=None) -> int:
     eval_files = resolve_data(config.data["eval"], args.data_dir, "eval")
     samplers = args.samplers or list(dict.fromkeys([config.sampler, "random"]))
 
-    teacher, _ = train_teacher(config, args.data_dir, args.work_dir, epochs=args.epochs, verbose=2)
+    data = TrainingData.resolve(config, args.data_dir)  # counted once for every stage
+    teacher, _ = train_teacher(config, args.data_dir, args.work_dir, epochs=args.epochs, verbose=2, data=data)
     rows = {"teacher": evaluate_model(teacher, eval_files, config.spec)}
     for sampler in samplers:
         cfg = dataclasses.replace(config, sampler=sampler)
         work = args.work_dir if sampler == config.sampler else os.path.join(args.work_dir, f"sampler-{sampler}")
         for label, t in (("distilled", teacher), ("no_teacher", None)):
-            student, _ = train_student(cfg, k, t, args.data_dir, work, epochs=args.epochs, verbose=2)
+            student, _ = train_student(cfg, k, t, args.data_dir, work, epochs=args.epochs, verbose=2, data=data)
             # Students are always tested on the deterministic uniform frames.
             rows[f"{label}_{sampler}"] = evaluate_model(student, eval_files, config.spec, k=k, sampler="uniform")
 

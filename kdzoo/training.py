@@ -15,6 +15,7 @@ repeats a finished stage.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import functools
 import math
@@ -58,10 +59,37 @@ def keras_model_path(work_dir: str | os.PathLike, name: str) -> pathlib.Path:
     return pathlib.Path(work_dir) / "models" / f"{name}.keras"
 
 
-def datasets(config: ZooConfig, data_dir, batch_size: int, seed: int | None = None):
-    """``(train, validation, train_files)``: the config's train files split by video-id hash
-    (public: `kdzoo.tuning` trains on the same split)."""
-    train_files = resolve_data(config.data.get("train"), data_dir, "train")
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """A config's training files and their record count, resolved once per run.
+
+    Counting reads every record, so a run (`train_zoo_config`, `kdzoo distill`, a search)
+    resolves it once and passes it to each stage.
+    """
+
+    files: tuple[str, ...]
+    num_records: int
+
+    @classmethod
+    def resolve(cls, config: ZooConfig, data_dir) -> "TrainingData":
+        files = resolve_data(config.data.get("train"), data_dir, "train")
+        return cls(tuple(files), count_records(files))
+
+    @property
+    def metric_capacity(self) -> int:
+        """Most videos one epoch of GAP must hold: every training record (+1 spare)."""
+        return self.num_records + 1
+
+    def steps_per_epoch(self, batch_size: int, validation_fraction: float) -> int:
+        """Training batches per epoch (approximate: the validation split is by hash)."""
+        return max(1, math.ceil(self.num_records * (1.0 - float(validation_fraction)) / int(batch_size)))
+
+
+def datasets(config: ZooConfig, data_dir, batch_size: int, seed: int | None = None,
+             data: TrainingData | None = None):
+    """``(train, validation, train_files)``: the config's train files (those of `data` when
+    given) split by video-id hash (public: `kdzoo.tuning` trains on the same split)."""
+    train_files = list(data.files) if data is not None else resolve_data(config.data.get("train"), data_dir, "train")
     fraction = float(config.training["validation_fraction"])
     seed = int(config.training["seed"]) if seed is None else int(seed)
     train = make_dataset(
@@ -180,20 +208,23 @@ def distill_kwargs(config: ZooConfig) -> dict[str, Any]:
 
 
 def train_teacher(
-    config: ZooConfig, data_dir, work_dir, *, epochs=None, verbose=1, strategy: tf.distribute.Strategy | None = None
+    config: ZooConfig, data_dir, work_dir, *, epochs=None, verbose=1, strategy: tf.distribute.Strategy | None = None,
+    data: TrainingData | None = None,
 ) -> tuple[keras.Model, dict]:
     """Trains (or resumes, or reloads) the config's teacher on all frames.
 
     With a `strategy` (`kdzoo.distribute.make_strategy`) the models are built in its scope
-    and trained by `kdzoo.distribute.fit_stage`; without one, by Keras' `fit`.
+    and trained by `kdzoo.distribute.fit_stage`; without one, by Keras' `fit`. `data`: the
+    run's `TrainingData` (resolved and counted here when not given).
     """
     t = config.training
+    data = TrainingData.resolve(config, data_dir) if data is None else data
     keras.utils.set_random_seed(int(t["seed"]))
     with _scope(strategy):
         teacher = build_model(config.model_config("teacher"))
-        distiller = Distiller(None, teacher, k=None, **_metric_kwargs(config, data_dir, strategy))
+        distiller = Distiller(None, teacher, k=None, **_metric_kwargs(data, strategy))
     record = _fit(
-        distiller, config, data_dir, pathlib.Path(work_dir) / config.teacher_name(tagged=True) / "teacher",
+        distiller, config, data, pathlib.Path(work_dir) / config.teacher_name(tagged=True) / "teacher",
         epochs=epochs or int(t["epochs"]), verbose=verbose, strategy=strategy,
     )
     return teacher, record
@@ -202,7 +233,7 @@ def train_teacher(
 def train_student(
     config: ZooConfig, k: int | None, teacher: keras.Model | None, data_dir, work_dir, *,
     train_sampler: str | None = None, seed: int | None = None, elastic: bool = False, epochs=None, verbose=1,
-    strategy: tf.distribute.Strategy | None = None,
+    strategy: tf.distribute.Strategy | None = None, data: TrainingData | None = None,
 ) -> tuple[keras.Model, dict]:
     """Trains the k-frame student, distilled from `teacher` or (teacher=None) on labels alone.
 
@@ -213,11 +244,12 @@ def train_student(
             default gets its own run folder.
         elastic: train the config's elastic student (`k` is ignored: each step draws k
             from ``elastic.k``; validation uses the middle of that span).
-        strategy: as in `train_teacher`.
+        strategy, data: as in `train_teacher`.
 
     Returns ``(student, done record)``.
     """
     t = config.training
+    data = TrainingData.resolve(config, data_dir) if data is None else data
     base_seed = int(t["seed"])
     seed = base_seed if seed is None else int(seed)
     train_sampler = train_sampler or config.train_sampler
@@ -237,11 +269,11 @@ def train_student(
         distiller = Distiller(
             teacher, student, k=k, sampler=config.sampler, train_sampler=train_sampler,
             train_k=config.elastic if elastic else None, seed=seed,
-            **_metric_kwargs(config, data_dir, strategy), **kwargs,
+            **_metric_kwargs(data, strategy), **kwargs,
         )
     stage = stage_name(teacher is not None, train_sampler, seed if seed != base_seed else None)
     record = _fit(
-        distiller, config, data_dir, pathlib.Path(work_dir) / name / stage,
+        distiller, config, data, pathlib.Path(work_dir) / name / stage,
         epochs=epochs or int(t.get("student_epochs") or t["epochs"]), verbose=verbose, strategy=strategy, seed=seed,
     )
     return student, record
@@ -251,15 +283,15 @@ def _scope(strategy: tf.distribute.Strategy | None):
     return contextlib.nullcontext() if strategy is None else strategy.scope()
 
 
-def _metric_kwargs(config: ZooConfig, data_dir, strategy) -> dict[str, Any]:
+def _metric_kwargs(data: TrainingData, strategy) -> dict[str, Any]:
     """`fit` tracks GAP in the Distiller (a buffer of every video); the distributed loop
     scores its validation predictions directly and tracks streaming metrics only."""
     if strategy is None:
-        return {"metric_capacity": _capacity(config, data_dir)}
+        return {"metric_capacity": data.metric_capacity}
     return {"metrics": ("hit_at_one",)}
 
 
-def _fit(distiller: Distiller, config: ZooConfig, data_dir, run_dir: pathlib.Path, *, epochs: int, verbose: int,
+def _fit(distiller: Distiller, config: ZooConfig, data: TrainingData, run_dir: pathlib.Path, *, epochs: int, verbose: int,
          strategy: tf.distribute.Strategy | None, seed: int | None = None) -> dict[str, Any]:
     """One stage: Keras' `fit` on one device, or `kdzoo.distribute.fit_stage` under `strategy`.
 
@@ -270,12 +302,13 @@ def _fit(distiller: Distiller, config: ZooConfig, data_dir, run_dir: pathlib.Pat
     t = config.training
     batch_size, warmup = int(t["batch_size"]), int(t.get("warmup_epochs") or 0)
     common = dict(epochs=epochs, patience=int(t["patience"]), verbose=verbose)
-    train_ds, val_ds, files = datasets(config, data_dir, batch_size, seed=seed)
+    train_ds, val_ds, files = datasets(config, None, batch_size, seed=seed, data=data)
+    steps = data.steps_per_epoch(batch_size, t["validation_fraction"])
     if strategy is None:
         return fit_stage(distiller, train_ds, val_ds, run_dir, learning_rate=float(t["learning_rate"]),
-                         warmup_epochs=warmup, steps_per_epoch=_steps_per_epoch(config, data_dir), **common)
+                         warmup_epochs=warmup, steps_per_epoch=steps, **common)
     replicas = strategy.num_replicas_in_sync
-    steps = max(1, _steps_per_epoch(config, data_dir) // replicas)
+    steps = max(1, steps // replicas)
     train_input = distribute.sharded_input(  # the pipeline of train_ds, per worker and forever
         files, batch_size * replicas, functools.partial(make_dataset, spec=config.spec), shuffle=True,
         seed=int(t["seed"]) if seed is None else int(seed), cache=True, subset="train",
@@ -291,19 +324,6 @@ def stage_name(distilled: bool, train_sampler: str, seed: int | None = None) -> 
     """Run folder of a student stage: ``distilled`` or ``no_teacher_<sampler>``, ``_seed<s>``."""
     name = "distilled" if distilled else f"no_teacher_{train_sampler}"
     return name if seed is None else f"{name}_seed{seed}"
-
-
-def _steps_per_epoch(config: ZooConfig, data_dir) -> int:
-    """Training batches per epoch (approximate: the validation split is by hash)."""
-    t = config.training
-    train = (_capacity(config, data_dir) - 1) * (1.0 - float(t["validation_fraction"]))
-    return max(1, math.ceil(train / int(t["batch_size"])))
-
-
-def _capacity(config: ZooConfig, data_dir) -> int:
-    """Metric buffer size: the number of training records (each epoch's videos fit)."""
-    files = resolve_data(config.data.get("train"), data_dir, "train")
-    return count_records(files) + 1
 
 
 def card_metadata(config: ZooConfig, data_dir, command: str) -> dict[str, Any]:
@@ -347,7 +367,8 @@ def _curve_point(metrics: dict[str, Any]) -> dict[str, float]:
     return {key: metrics[key] for key in ("gap", "map", "hit_at_one")}
 
 
-def _student_runs(config: ZooConfig, k: int, teacher, data_dir, work_dir, baselines: bool, epochs, verbose):
+def _student_runs(config: ZooConfig, k: int, teacher, data_dir, work_dir, baselines: bool, epochs, verbose,
+                  data: TrainingData):
     """Every run of the k-frame student: ``{kind: [(model, record, metrics) per seed]}``.
 
     Kinds: ``distilled`` (the config's train sampler), and with `baselines` the no-teacher
@@ -363,7 +384,7 @@ def _student_runs(config: ZooConfig, k: int, teacher, data_dir, work_dir, baseli
         for seed in config.seeds_for(k):
             model, record = train_student(
                 config, k, run_teacher, data_dir, work_dir, train_sampler=sampler, seed=seed,
-                epochs=epochs, verbose=verbose,
+                epochs=epochs, verbose=verbose, data=data,
             )
             runs.setdefault(kind, []).append((model, record, _eval_all(model, config, data_dir, k)))
     return runs
@@ -439,7 +460,8 @@ def train_zoo_config(
     base = card_metadata(config, data_dir, command)
     written: dict[str, dict] = {}
 
-    teacher, record = train_teacher(config, data_dir, work_dir, epochs=epochs, verbose=verbose)
+    data = TrainingData.resolve(config, data_dir)  # listed and counted once for every stage
+    teacher, record = train_teacher(config, data_dir, work_dir, epochs=epochs, verbose=verbose, data=data)
     teacher_name = config.teacher_name(tagged=True)
     teacher_metrics = _eval_all(teacher, config, data_dir, None)
     meta = dict(base, name=teacher_name, role="teacher", num_frames=config.spec.max_frames, sampler=None,
@@ -455,7 +477,7 @@ def train_zoo_config(
 
     for k in ks:
         name = config.student_name(k, tagged=True)
-        runs = _student_runs(config, k, teacher, data_dir, work_dir, baselines, epochs, verbose)
+        runs = _student_runs(config, k, teacher, data_dir, work_dir, baselines, epochs, verbose, data)
         student, record, metrics = runs["distilled"][0]
         meta = dict(base, name=name, role="student", num_frames=k, sampler=config.sampler,
                     train_sampler=config.train_sampler, teacher=teacher_name,
@@ -471,7 +493,7 @@ def train_zoo_config(
     if config.elastic and train_elastic:
         name = config.elastic_name(tagged=True)
         student, record = train_student(
-            config, None, teacher, data_dir, work_dir, elastic=True, epochs=epochs, verbose=verbose
+            config, None, teacher, data_dir, work_dir, elastic=True, epochs=epochs, verbose=verbose, data=data
         )
         low, high = config.elastic
         curve = {k: _eval_all(student, config, data_dir, k) for k in range(low, high + 1)}

@@ -60,18 +60,19 @@ def run_distill(args: argparse.Namespace) -> int:
     from kdzoo.distribute.strategy import make_strategy
 
     strategy = make_strategy(args.strategy)  # first: the multi-worker strategy must precede every other op
-    from kdzoo.training import keras_model_path, train_student, train_teacher
+    from kdzoo.training import TrainingData, keras_model_path, train_student, train_teacher
     from kdzoo.zoo.artifacts import atomic_save_model
     from kdzoo.zoo.config import ZooConfig
 
     config = ZooConfig.from_file(args.config)
     k = args.k or config.ks[0]
+    data = TrainingData.resolve(config, args.data_dir)  # listed and counted once for both stages
     teacher, t_record = train_teacher(config, args.data_dir, args.work_dir, epochs=args.epochs, verbose=args.progress,
-                                      strategy=strategy)
+                                      strategy=strategy, data=data)
     print(f"teacher: best validation GAP@20 {t_record['best_val_gap']}{_digest(t_record)}")
     student, s_record = train_student(
         config, k, teacher, args.data_dir, args.work_dir, epochs=args.epochs, verbose=args.progress,
-        strategy=strategy,
+        strategy=strategy, data=data,
     )
     print(f"student (k={k}): best validation GAP@20 {s_record['best_val_gap']}{_digest(s_record)}")
     from kdzoo.distribute import worker_info

@@ -29,7 +29,6 @@ The search lives in ``<work_dir>/search/<project_name>`` and resumes after a cra
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import os
@@ -40,10 +39,8 @@ from typing import Any
 
 import keras
 import keras_tuner
-import yaml
 
 from kdzoo import training
-from kdzoo.data import count_records
 from kdzoo.distillation import Distiller
 from kdzoo.models import build_model
 from kdzoo.sampling import SAMPLERS
@@ -181,25 +178,16 @@ def parse_tune_section(raw: Mapping[str, Any] | None, config: ZooConfig) -> Tune
     )
 
 
-def load_tune_config(source: str | os.PathLike | Mapping[str, Any]) -> tuple[ZooConfig, TuneSettings]:
-    """Reads a tune config (a YAML path or a dict): pops ``tune:`` and builds the `ZooConfig`."""
-    path = None
-    if isinstance(source, Mapping):
-        raw = copy.deepcopy(dict(source))
+def load_tune_config(source: str | os.PathLike | Mapping[str, Any] | ZooConfig) -> tuple[ZooConfig, TuneSettings]:
+    """The `ZooConfig` of a tune config (a YAML path, a dict or a parsed config) and its
+    `TuneSettings`, parsed from `ZooConfig.tune`."""
+    if isinstance(source, ZooConfig):
+        config = source
+    elif isinstance(source, Mapping):
+        config = ZooConfig.from_dict(source)
     else:
-        path = pathlib.Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"Tune config not found: {path}")
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-        if not isinstance(raw, Mapping):
-            raise ValueError(f"Expected a mapping at the top of the tune config {path}.")
-        raw = dict(raw)
-    tune = raw.pop("tune", None)
-    if tune is not None and not isinstance(tune, Mapping):
-        raise ValueError(f"Expected 'tune' to be a mapping. Received: {tune!r}")
-    config = ZooConfig.from_dict(raw, path=None if path is None else str(path))
-    return config, parse_tune_section(tune, config)
+        config = ZooConfig.from_file(source)
+    return config, parse_tune_section(config.tune, config)
 
 
 # ----------------------------------------------------------------------------- hypermodel
@@ -451,9 +439,11 @@ def run_search(
     """
     work_dir = pathlib.Path(work_dir)
     out_dir = pathlib.Path(out_dir) if out_dir is not None else work_dir / "pretrained"
-    teacher, _ = training.train_teacher(config, data_dir, work_dir, epochs=settings.teacher_epochs, verbose=verbose)
-    train_ds, val_ds, files = training.datasets(config, data_dir, settings.batch_size)
-    hypermodel = FrameSearchHyperModel(config, settings, teacher, metric_capacity=count_records(files) + 1)
+    data = training.TrainingData.resolve(config, data_dir)  # listed and counted once for the run
+    teacher, _ = training.train_teacher(config, data_dir, work_dir, epochs=settings.teacher_epochs, verbose=verbose,
+                                        data=data)
+    train_ds, val_ds, _ = training.datasets(config, data_dir, settings.batch_size, data=data)
+    hypermodel = FrameSearchHyperModel(config, settings, teacher, metric_capacity=data.metric_capacity)
     search_dir = work_dir / SEARCH_SUBDIR
     tuner = make_tuner(hypermodel, search_dir, max_trials=max_trials)
     callbacks = []

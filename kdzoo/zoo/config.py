@@ -18,7 +18,8 @@ for every k in ``k``. Keys::
     distillation: {...}             # Distiller keyword arguments (mode, loss weights)
     training: {...}                 # epochs, student_epochs, batch_size, learning_rate, validation_fraction, patience
     data: {train: GLOB, eval: GLOB} # relative to --data-dir, or absolute / gs:// paths
-    tune: {...}                     # optional: the `kdzoo tune` search space (kdzoo.tuning)
+    tune: {...}                     # optional: the `kdzoo tune` search space (`ZooConfig.tune`; parsed
+                                    #   into settings by kdzoo.tuning.parse_tune_section)
 
 Overrides apply in the order ``model`` < ``teacher`` / ``student`` < ``students[k]``; the
 ``aggregator`` and ``head`` mappings are merged key by key, every other key replaced. So a
@@ -59,7 +60,7 @@ TRAINING_DEFAULTS = {
 
 _KEYS = {
     "family", "dataset", "name", "k", "sampler", "train_sampler", "elastic", "model", "teacher", "student", "students", "distillation", "training",
-    "data",
+    "data", "tune",
 }
 # Model keys whose overrides are merged key by key instead of replaced.
 _MERGED_KEYS = ("aggregator", "head")
@@ -73,8 +74,6 @@ def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]
         else:
             out[key] = value
     return out
-# Sections read by other tools and ignored here: `tune` (kdzoo.tuning.load_tune_config).
-_OTHER_TOOLS_KEYS = {"tune"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +94,7 @@ class ZooConfig:
     distillation: Mapping[str, Any]
     training: Mapping[str, Any]
     data: Mapping[str, Any]
+    tune: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the `kdzoo tune` search space, as written
     path: str | None = None
 
     @classmethod
@@ -102,7 +102,7 @@ class ZooConfig:
         where = f" in {path}" if path else ""
         if not isinstance(raw, Mapping):
             raise ValueError(f"Expected a mapping at the top of the zoo config{where}.")
-        unknown = set(raw) - _KEYS - _OTHER_TOOLS_KEYS
+        unknown = set(raw) - _KEYS
         if "frames" in unknown:
             raise ValueError(f"The zoo config key 'frames' is now 'k' (the students' frame counts){where}.")
         if unknown:
@@ -149,6 +149,9 @@ class ZooConfig:
                     f"Expected 'students' to map student frame counts from 'k' {list(ks)} to model "
                     f"overrides{where}. Received: {k!r}: {overrides!r}"
                 )
+        tune = raw.get("tune") or {}
+        if not isinstance(tune, Mapping):
+            raise ValueError(f"Expected 'tune' to be a mapping (the `kdzoo tune` search space){where}. Received: {tune!r}")
         training = dict(TRAINING_DEFAULTS)
         training.update(raw.get("training") or {})
         return cls(
@@ -166,6 +169,7 @@ class ZooConfig:
             distillation=dict(raw.get("distillation") or {}),
             training=training,
             data=dict(raw.get("data") or {}),
+            tune=copy.deepcopy(dict(tune)),
             path=path,
         )
 

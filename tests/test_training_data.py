@@ -1,0 +1,121 @@
+"""The training/tuning seam: a run counts its training records once; a config's ``tune:`` reaches the tuner."""
+
+import pathlib
+
+import keras_tuner
+import pytest
+import yaml
+
+from kdzoo import training
+from kdzoo.cli import main
+from kdzoo.models import build_model
+from kdzoo.tuning import FrameSearchHyperModel, load_tune_config, make_tuner
+from kdzoo.zoo.config import ZooConfig
+from records import tiny_zoo_yaml
+from records import write_audioset_train
+
+VIDEOS = 48
+TRAIN_YAML = tiny_zoo_yaml(extra="""training:
+  batch_size: 8
+  validation_fraction: 0.25
+  patience: 5
+data:
+  train: audioset/train-*.tfrecord
+  eval: audioset/train-*.tfrecord
+""")
+
+
+@pytest.fixture
+def count_spy(monkeypatch):
+    """Records every `count_records` call made by the training module (and returns the real count)."""
+    calls = []
+    real = training.count_records
+
+    def spy(files):
+        calls.append(sorted(files))
+        return real(files)
+
+    monkeypatch.setattr(training, "count_records", spy)
+    return calls
+
+
+def test_kdzoo_train_counts_the_records_once_for_all_its_stages(tmp_path, count_spy, monkeypatch):
+    files = write_audioset_train(tmp_path / "data" / "audioset", VIDEOS, 2)
+    config = tmp_path / "netvlad.audioset.yaml"
+    config.write_text(TRAIN_YAML)
+    stages = []
+
+    def fit_stage(distiller, train_ds, val_ds, run_dir, *, steps_per_epoch, **kwargs):
+        # The stage's fit is left out: what matters is what each stage was given.
+        stages.append((pathlib.Path(run_dir).relative_to(work).as_posix(), steps_per_epoch, distiller.metric_capacity))
+        return {"epochs_run": 0, "best_val_gap": None, "history": {}}
+
+    monkeypatch.setattr(training, "fit_stage", fit_stage)
+    work, out = tmp_path / "runs", tmp_path / "out"
+    assert main(["train", str(config), "--data-dir", str(tmp_path / "data"), "--work-dir", str(work),
+                 "--out", str(out), "--epochs", "1", "--progress", "0"]) == 0
+    # Three stages: the teacher, the distilled student and its no-teacher twin (uniform is both
+    # the train and the evaluation sampler). Each holds every record in its GAP buffer and
+    # steps through 36 of the 48 (a quarter held out) in batches of 8: ceil(4.5) = 5 steps.
+    assert stages == [("netvlad_teacher.audioset/teacher", 5, VIDEOS + 1),
+                      ("netvlad_student_k2.audioset/distilled", 5, VIDEOS + 1),
+                      ("netvlad_student_k2.audioset/no_teacher_uniform", 5, VIDEOS + 1)]
+    # The records were counted once, over the train files.
+    assert count_spy == [sorted(files)]
+
+
+def test_training_data_capacity_and_steps_from_the_record_count(tmp_path, count_spy):
+    write_audioset_train(tmp_path / "audioset", 30, 3)
+    config = ZooConfig.from_dict(yaml.safe_load(TRAIN_YAML))
+    data = training.TrainingData.resolve(config, tmp_path)
+    assert data.num_records == 30 and len(data.files) == 3 and len(count_spy) == 1
+    assert data.metric_capacity == 31
+    # 30 records, a quarter held out for validation: 22.5 training records -> 3 batches of 8.
+    assert data.steps_per_epoch(8, 0.25) == 3
+    assert data.steps_per_epoch(64, 0.25) == 1
+
+
+def _tune_raw(**tune):
+    raw = yaml.safe_load(TRAIN_YAML)
+    raw["k"] = [1, 2, 5]
+    raw["tune"] = {"tuner": "random", "max_trials": 4, "k": [5, 1], "samplers": ["random"], "lambda": 0.3,
+                   "learning_rate": [2e-4, 5e-3], "representation_weight": 0.02,
+                   "prediction_weight": {"values": [0.5, 1.5]}, "seed": 7, "project_name": "p", **tune}
+    return raw
+
+
+def test_zoo_config_carries_the_tune_section_and_refuses_a_non_mapping():
+    raw = _tune_raw()
+    config = ZooConfig.from_dict(raw)
+    assert dict(config.tune) == raw["tune"]
+    raw["tune"]["k"].append(2)  # the config holds its own copy
+    assert config.tune["k"] == [5, 1]
+    assert ZooConfig.from_dict(yaml.safe_load(TRAIN_YAML)).tune == {}
+    with pytest.raises(ValueError, match="Expected 'tune' to be a mapping"):
+        ZooConfig.from_dict({**raw, "tune": [1, 2]})
+
+
+def test_tune_values_of_the_config_reach_the_tuner(tmp_path):
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml.safe_dump(_tune_raw()))
+    config = ZooConfig.from_file(path)
+    same, settings = load_tune_config(config)
+    assert same is config
+    assert load_tune_config(path)[1] == settings  # a path reads the same ZooConfig
+
+    teacher = build_model(config.model_config("teacher"))
+    hypermodel = FrameSearchHyperModel(config, settings, teacher, metric_capacity=10)
+    tuner = make_tuner(hypermodel, tmp_path / "search")
+    assert isinstance(tuner, keras_tuner.RandomSearch)
+    assert tuner.oracle.max_trials == 4 and tuner.oracle.seed == 7 and tuner.project_name == "p"
+
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare(hp)
+    space = {p.name: p for p in hp.space}
+    assert list(space["k"].values) == [1, 5]
+    assert list(space["sampler"].values) == ["random"]
+    assert (space["learning_rate"].min_value, space["learning_rate"].max_value) == (2e-4, 5e-3)
+    assert space["learning_rate"].sampling == "log"
+    assert hp.values["representation_weight"] == 0.02  # a number fixes it
+    assert list(space["prediction_weight"].values) == [0.5, 1.5]
+    assert hypermodel.settings.lam == 0.3
