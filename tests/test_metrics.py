@@ -47,6 +47,35 @@ def loop_map(predictions, labels):
     return float(np.mean(aps))
 
 
+def loop_gap(predictions, labels, top_k):
+    """GAP as the YouTube-8M starter code defines it, one video and one pair at a time."""
+    pairs = []
+    for scores, truth in zip(predictions.tolist(), labels.tolist()):
+        order = sorted(range(len(scores)), key=lambda c: -scores[c])[:top_k]
+        pairs += [(scores[c], truth[c] > 0) for c in order]
+    pairs.sort(key=lambda pair: -pair[0])
+    total, hits, ap = float(np.sum(labels > 0)), 0, 0.0
+    for i, (_, positive) in enumerate(pairs, start=1):
+        if positive:
+            hits += 1
+            ap += hits / i
+    return ap / total if total else 0.0
+
+
+def loop_hit_at_one(predictions, labels):
+    return float(np.mean([truth[int(np.argmax(scores))] > 0 for scores, truth in zip(predictions, labels)]))
+
+
+def loop_perr(predictions, labels):
+    """Per video: the fraction of positives among its top-n predictions, n = its number of labels."""
+    values = []
+    for scores, truth in zip(predictions.tolist(), labels.tolist()):
+        n = int(sum(t > 0 for t in truth))
+        top = sorted(range(len(scores)), key=lambda c: -scores[c])[:n]
+        values.append(sum(truth[c] > 0 for c in top) / n if n else 0.0)
+    return float(np.mean(values))
+
+
 def random_data(seed=0, n=103, c=12, rate=0.2):
     rng = np.random.default_rng(seed)
     p = rng.random((n, c)).astype("float32")
@@ -179,8 +208,15 @@ def test_evaluate_keys_and_values():
     p, y = random_data()
     out = M.evaluate(p, y, top_k=5)
     assert set(out) == {"gap", "map", "hit_at_one", "perr"}
-    assert out["gap"] == M.gap(p, y, top_k=5)
+    assert out["gap"] == pytest.approx(loop_gap(p, y, top_k=5), abs=1e-12)
     assert out["map"] == pytest.approx(loop_map(p, y), abs=1e-12)
+    assert out["hit_at_one"] == pytest.approx(loop_hit_at_one(p, y), abs=1e-12)
+    assert out["perr"] == pytest.approx(loop_perr(p, y), abs=1e-12)
+    # top_k reaches GAP only, and the references agree at another k.
+    wide = M.evaluate(p, y, top_k=12)
+    assert wide["gap"] == pytest.approx(loop_gap(p, y, top_k=12), abs=1e-12) and wide["gap"] != out["gap"]
+    assert {key: wide[key] for key in ("map", "hit_at_one", "perr")} == {
+        key: out[key] for key in ("map", "hit_at_one", "perr")}
 
 
 @pytest.mark.parametrize(

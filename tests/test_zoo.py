@@ -7,6 +7,7 @@ import pytest
 
 import kdzoo
 from kdzoo.evaluation import evaluate_model
+from kdzoo.layers import NetVLAD
 from kdzoo.models import frame_shape
 from kdzoo.zoo import MissingWeightsError, UnknownModelError, get_registry
 
@@ -49,9 +50,14 @@ def test_unknown_name_lists_close_matches():
 def test_design_card_example_builds_the_ten_frame_netvlad_student():
     with pytest.warns(UserWarning, match="untrained"):
         model = kdzoo.load("netvlad_student_k10")
-    assert frame_shape(model) == (10, 1152)
-    assert model.get_layer("netvlad") is not None
-    assert model.output["predictions"].shape[-1] == 3862
+    # YouTube-8M frames: 1024 visual + 128 audio features; its vocabulary has 3862 classes.
+    assert frame_shape(model) == (10, 1024 + 128)
+    assert isinstance(model.get_layer("netvlad"), NetVLAD)
+    frames = np.random.default_rng(0).normal(size=(2, 10, 1152)).astype("float32")
+    out = model({"frames": frames, "mask": np.ones((2, 10), "float32")})
+    predictions = np.asarray(out["predictions"])
+    assert predictions.shape == (2, 3862)
+    assert np.all((predictions >= 0) & (predictions <= 1))  # per-class probabilities
 
 
 def test_yt8m_pretrained_weights_refused_with_training_command():
