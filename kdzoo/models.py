@@ -27,6 +27,7 @@ A config is a plain dict (it comes from YAML in ``zoo_configs/``)::
         "num_frames": 10,             # length of the frame axis: N for a teacher, k for a
                                       # student; None = any number (then mask it)
         "frame_mlp": [512, 512],      # optional Dense+ReLU layers applied to every frame
+        "frame_mlp_batch_norm": False,  # batch norm (over the real frames) after that MLP
         "aggregator": {"num_clusters": 32, "output_size": 256},
         "aggregator_dropout": 0.0,    # dropout on the aggregator's output (before hidden)
         "hidden_size": None,          # optional Dense+ReLU after the aggregator
@@ -68,6 +69,7 @@ _KNOWN_KEYS = {
     "num_classes",
     "num_frames",
     "frame_mlp",
+    "frame_mlp_batch_norm",
     "aggregator",
     "aggregator_dropout",
     "hidden_size",
@@ -106,6 +108,9 @@ def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(frame_mlp, int) or any(not isinstance(u, int) or isinstance(u, bool) or u <= 0 for u in frame_mlp):
         raise ValueError(f"Expected a list of positive layer widths for 'frame_mlp'. Received: frame_mlp={frame_mlp!r}")
     out["frame_mlp"] = list(frame_mlp)
+    out["frame_mlp_batch_norm"] = bool(out.get("frame_mlp_batch_norm", False))
+    if out["frame_mlp_batch_norm"] and not out["frame_mlp"]:
+        raise ValueError("frame_mlp_batch_norm=True needs a per-frame MLP: set frame_mlp.")
     aggregator = dict(_DEFAULT_AGGREGATOR[family])
     aggregator.update(out.get("aggregator") or {})
     out["aggregator"] = aggregator
@@ -202,7 +207,7 @@ class VideoClassifier(keras.Model):
 def build_model(config: Mapping[str, Any]) -> keras.Model:
     """Builds a video classifier from a config (see the module docstring).
 
-    frames (batch, T, D) -> optional per-frame MLP (batch, T, frame_mlp[-1]) -> aggregator
+    frames (batch, T, D) -> optional per-frame MLP (batch, T, frame_mlp[-1]) (+ batch norm) -> aggregator
     (batch, A) -> aggregator dropout -> optional hidden Dense (+ batch norm) -> embedding
     (batch, E) -> dropout -> context gating -> head.
 
@@ -219,6 +224,10 @@ def build_model(config: Mapping[str, Any]) -> keras.Model:
     x = frames
     for i, units in enumerate(cfg["frame_mlp"]):
         x = keras.layers.Dense(units, activation="relu", name=f"frame_mlp_{i}")(x)
+    if cfg["frame_mlp_batch_norm"]:
+        # Centres the non-negative ReLU features, which a VLAD's residuals need to learn fast;
+        # the statistics are over the real frames only.
+        x = keras.layers.BatchNormalization(name="frame_mlp_norm")(x, mask=mask)  # mask: 1 real, 0 pad
     aggregator = _make_aggregator(cfg["family"], cfg["aggregator"])
     outputs = {}
     if cfg["intermediate"]:

@@ -76,6 +76,29 @@ def test_hidden_batch_norm_normalises_the_hidden_layer_in_training():
         build_model(dict(CONFIG, hidden_batch_norm=True))
 
 
+def test_frame_mlp_batch_norm_uses_the_real_frames_only():
+    config = dict(CONFIG, frame_mlp=[5], frame_mlp_batch_norm=True, num_frames=4)
+    model = build_model(config)
+    rng = np.random.default_rng(4)
+    mask = (np.arange(4)[None] < rng.integers(1, 5, size=(16, 1))).astype("float32")
+    frames = rng.normal(size=(16, 4, 6)).astype("float32")
+    frames[mask == 0] = 50.0  # padding that would dominate unmasked statistics
+    kernel, bias = model.get_layer("frame_mlp_0").get_weights()
+    h = np.maximum(frames @ kernel + bias, 0.0)
+    real = h[mask > 0]
+    eps = model.get_layer("frame_mlp_norm").epsilon
+    expected = (h - real.mean(0)) / np.sqrt(real.var(0) + eps)
+    normed = keras.Model(model.inputs, model.get_layer("frame_mlp_norm").output)
+    out = np.asarray(normed({"frames": frames, "mask": mask}, training=True))
+    np.testing.assert_allclose(out[mask > 0], expected[mask > 0], atol=1e-4)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
+    restored.set_weights(model.get_weights())
+    np.testing.assert_allclose(restored({"frames": frames, "mask": mask})["predictions"],
+                               model({"frames": frames, "mask": mask})["predictions"], atol=1e-6)
+    with pytest.raises(ValueError, match="frame_mlp"):
+        build_model(dict(CONFIG, frame_mlp=[], frame_mlp_batch_norm=True))
+
+
 def test_aggregator_dropout_drops_the_pooled_vector_in_training_only():
     config = dict(CONFIG, frame_mlp=[], hidden_size=8, num_frames=3, aggregator_dropout=0.5)
     model = build_model(config)
