@@ -261,10 +261,21 @@ def test_cli_on_the_real_youtube8m_frame_level_video(tmp_path, yt8m_dir):
     video = str(yt8m_dir / "frame_level" / "paddlevideo_example_SjJ3.tfrecord")
     _, doc = _reproduce(tmp_path, "--data", video, "--eval-data", video, "--validation-data", video,
                         "--spec", str(tmp_path / "spec.yaml"), "--rows", "teacher,k10/serial/pred+ce")
+    assert doc["ks"] == [6, 10, 15, 20, 30]  # the paper's YouTube-8M budgets, from the 300-frame spec
     rows = {r["row"]: r for r in doc["rows"]}
     assert sorted(rows) == ["k10/serial/pred+ce", "teacher"]
     assert rows["teacher"]["eval"]["videos"] == 1 and rows["k10/serial/pred+ce"]["k"] == 10
     assert doc["validation"] == "1 validation file(s) given on the command line"
+    # The k=10 student's saved weights, rebuilt from the recipe moved onto the YT8M layout, score
+    # what the row reports on the real video.
+    config = reproduce.reproduce_config(str(tmp_path / "netvlad.yt8m.yaml"), data=video, eval_data=video,
+                                        spec=str(tmp_path / "spec.yaml"))
+    assert config.spec.feature_size == 1024 + 128 and config.spec.max_frames == 300
+    student = build_model(config.model_config("student", 10))
+    student.load_weights(tmp_path / "w" / "rows" / "k10__serial__pred+ce@0" / "run" / "best.weights.h5")
+    measured = evaluate_model(student, video, config.spec, k=10, sampler="uniform")
+    for metric in ("gap", "map", "hit_at_one"):
+        assert rows["k10/serial/pred+ce"]["eval"][metric] == pytest.approx(measured[metric], abs=1e-6)
 
 
 def test_spec_without_data_is_a_clear_error(tmp_path):
