@@ -275,6 +275,7 @@ def train_student(
     record = _fit(
         distiller, config, data, pathlib.Path(work_dir) / name / stage,
         epochs=epochs or int(t.get("student_epochs") or t["epochs"]), verbose=verbose, strategy=strategy, seed=seed,
+        learning_rate=float(t.get("student_learning_rate") or t["learning_rate"]),
     )
     return student, record
 
@@ -292,20 +293,24 @@ def _metric_kwargs(data: TrainingData, strategy) -> dict[str, Any]:
 
 
 def _fit(distiller: Distiller, config: ZooConfig, data: TrainingData, run_dir: pathlib.Path, *, epochs: int, verbose: int,
-         strategy: tf.distribute.Strategy | None, seed: int | None = None) -> dict[str, Any]:
+         strategy: tf.distribute.Strategy | None, seed: int | None = None,
+         learning_rate: float | None = None) -> dict[str, Any]:
     """One stage: Keras' `fit` on one device, or `kdzoo.distribute.fit_stage` under `strategy`.
+
+    `learning_rate`: the stage's peak rate (default: ``training.learning_rate``).
 
     Under a strategy the config's batch size is per replica (the global batch grows with the
     replicas and an epoch has proportionally fewer steps) and each worker reads its own
     shard of the training files.
     """
     t = config.training
+    learning_rate = float(t["learning_rate"]) if learning_rate is None else float(learning_rate)
     batch_size, warmup = int(t["batch_size"]), int(t.get("warmup_epochs") or 0)
     common = dict(epochs=epochs, patience=int(t["patience"]), verbose=verbose)
     train_ds, val_ds, files = datasets(config, None, batch_size, seed=seed, data=data)
     steps = data.steps_per_epoch(batch_size, t["validation_fraction"])
     if strategy is None:
-        return fit_stage(distiller, train_ds, val_ds, run_dir, learning_rate=float(t["learning_rate"]),
+        return fit_stage(distiller, train_ds, val_ds, run_dir, learning_rate=learning_rate,
                          warmup_epochs=warmup, steps_per_epoch=steps, **common)
     replicas = strategy.num_replicas_in_sync
     steps = max(1, steps // replicas)
@@ -316,7 +321,7 @@ def _fit(distiller: Distiller, config: ZooConfig, data: TrainingData, run_dir: p
     )
     return distribute.fit_stage(
         distiller, strategy, train_input, val_ds, run_dir, steps_per_epoch=steps, global_batch_size=batch_size * replicas,
-        learning_rate=learning_rate_schedule(float(t["learning_rate"]), epochs, warmup, steps), **common,
+        learning_rate=learning_rate_schedule(learning_rate, epochs, warmup, steps), **common,
     )
 
 

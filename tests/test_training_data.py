@@ -119,3 +119,19 @@ def test_tune_values_of_the_config_reach_the_tuner(tmp_path):
     assert hp.values["representation_weight"] == 0.02  # a number fixes it
     assert list(space["prediction_weight"].values) == [0.5, 1.5]
     assert hypermodel.settings.lam == 0.3
+
+
+def test_students_train_at_the_student_learning_rate(tmp_path, count_spy, monkeypatch):
+    write_audioset_train(tmp_path / "data" / "audioset", VIDEOS, 2)
+    config = tmp_path / "netvlad.audioset.yaml"
+    config.write_text(TRAIN_YAML.replace("  batch_size: 8\n", "  batch_size: 8\n  learning_rate: 0.002\n  student_learning_rate: 0.007\n"))
+    rates = {}
+
+    def fit_stage(distiller, train_ds, val_ds, run_dir, *, learning_rate, **kwargs):
+        rates[pathlib.Path(run_dir).name] = learning_rate
+        return {"epochs_run": 0, "best_val_gap": None, "history": {}}
+
+    monkeypatch.setattr(training, "fit_stage", fit_stage)
+    assert main(["train", str(config), "--data-dir", str(tmp_path / "data"), "--work-dir", str(tmp_path / "runs"),
+                 "--out", str(tmp_path / "out"), "--epochs", "1", "--progress", "0"]) == 0
+    assert rates == {"teacher": 0.002, "distilled": 0.007, "no_teacher_uniform": 0.007}

@@ -16,7 +16,7 @@ for every k in ``k``. Keys::
     student: {...}                  # overrides for the students
     students: {2: {...}}            # optional: overrides for the student with that k only
     distillation: {...}             # Distiller keyword arguments (mode, loss weights)
-    training: {...}                 # epochs, student_epochs, batch_size, learning_rate, validation_fraction, patience
+    training: {...}                 # epochs, student_epochs, batch_size, learning_rate, student_learning_rate, validation_fraction, patience
     data: {train: GLOB, eval: GLOB} # relative to --data-dir, or absolute / gs:// paths
     tune: {...}                     # optional: the `kdzoo tune` search space (`ZooConfig.tune`; parsed
                                     #   into settings by kdzoo.tuning.parse_tune_section)
@@ -50,6 +50,7 @@ TRAINING_DEFAULTS = {
     "student_epochs": None,  # defaults to epochs
     "batch_size": 256,
     "learning_rate": 1e-3,
+    "student_learning_rate": None,  # defaults to learning_rate
     "validation_fraction": 0.1,
     "patience": 3,
     "warmup_epochs": 0,  # > 0: linear warm-up then cosine decay of the learning rate
