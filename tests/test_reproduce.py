@@ -201,6 +201,9 @@ def test_a_changed_recipe_is_not_mixed_into_old_rows(tiny, tmp_path):
     changed = ZooConfig.from_dict({**_raw(config), "training": {**config.training, "learning_rate": 0.5}})
     with pytest.raises(ValueError, match="trained with another recipe"):
         reproduce.Reproduction(changed, root / "data", tmp_path / "w", ks=[2], seeds=1, epochs=1).run("k2/*")
+    # The `kdzoo tune` search space trains no row: editing it keeps the finished rows.
+    tuned = ZooConfig.from_dict({**_raw(config), "training": dict(config.training), "tune": {"max_trials": 3}})
+    assert reproduce.config_fingerprint(tuned) == reproduce.config_fingerprint(config)
 
 
 def _raw(config):

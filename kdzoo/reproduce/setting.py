@@ -5,15 +5,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 
 from kdzoo import training
-from kdzoo.data import count_records, get_spec, make_dataset
+from kdzoo.data import get_spec, make_dataset
 from kdzoo.zoo.config import ZooConfig
 
-# The data's location, the k list, the elastic student and the zoo's own seed list change no row.
-_NOT_FINGERPRINTED = ("path", "data", "frames", "ks", "elastic")
+# The data's location, the k list, the elastic student, the `kdzoo tune` search space and the
+# zoo's own seed list change no row.
+_NOT_FINGERPRINTED = ("path", "data", "frames", "ks", "elastic", "tune")
 
 
 def config_fingerprint(config: ZooConfig) -> str:
@@ -63,45 +63,43 @@ class Setting:
 
     config: ZooConfig
     data_dir: str | os.PathLike | None
-    train_files: list[str]
+    train: training.TrainingData  # resolved and counted once per run
     eval_files: list[str]
     validation_files: list[str] | None  # None: training's hash split of the train files
-    _records: int | None = None
 
     @classmethod
     def resolve(cls, config: ZooConfig, data_dir=None) -> "Setting":
         data = config.data
         validation = data.get("validation")
         return cls(
-            config, data_dir,
-            training.resolve_data(data.get("train"), data_dir, "train"),
+            config, data_dir, training.TrainingData.resolve(config, data_dir),
             training.resolve_data(data.get("eval"), data_dir, "eval"),
             training.resolve_data(validation, data_dir, "validation") if validation else None,
         )
+
+    @property
+    def train_files(self) -> list[str]:
+        return list(self.train.files)
 
     def datasets(self, seed: int):
         """``(train, validation)`` batches: `kdzoo.training.datasets`' split, or the given validation files."""
         batch = int(self.config.training["batch_size"])
         if self.validation_files is None:
-            train, val, _ = training.datasets(self.config, self.data_dir, batch, seed=seed)
+            train, val, _ = training.datasets(self.config, self.data_dir, batch, seed=seed, data=self.train)
             return train, val
         spec = self.config.spec
         return (make_dataset(self.train_files, spec, batch, shuffle=True, seed=seed, cache=True),
                 make_dataset(self.validation_files, spec, batch, cache=True))
 
     def capacity(self) -> int:
-        """Training records + 1: the Distiller's metric buffers hold a whole epoch."""
-        if self._records is None:
-            self._records = count_records(self.train_files)
-        return self._records + 1
+        """The Distiller's metric buffers hold a whole epoch: every training record (+1)."""
+        return self.train.metric_capacity
 
     def steps_per_epoch(self) -> int:
         """Training batches per epoch (approximate when the validation split is by hash)."""
         t = self.config.training
-        train = self.capacity() - 1
-        if self.validation_files is None:
-            train *= 1.0 - float(t["validation_fraction"])
-        return max(1, math.ceil(train / int(t["batch_size"])))
+        fraction = 0.0 if self.validation_files is not None else float(t["validation_fraction"])
+        return self.train.steps_per_epoch(int(t["batch_size"]), fraction)
 
     def validation_note(self) -> str:
         if self.validation_files is None:
