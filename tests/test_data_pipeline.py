@@ -204,6 +204,30 @@ def test_iterating_the_dataset_raises_data_error_naming_file_and_record(tmp_path
     assert (info.value.file, info.value.record) == (bad, 1)
 
 
+def test_fused_batch_check_fails_on_the_records_the_described_checks_name():
+    from kdzoo.data.records import BATCH_CHECK_FAILED, batch_parser, parse_batch
+
+    fast = batch_parser(SPEC)  # the reader's parser: one fused check, no messages
+    good = [seq_example(v, n, labels=(v % 5, 4)) for v, n in enumerate(LENGTHS)]
+    out, described = fast(tf.constant(good)), parse_batch(tf.constant(good), SPEC)
+    for key in ("frames", "mask", "length", "num_frames", "labels", "id"):
+        np.testing.assert_array_equal(out[key].numpy(), described[key].numpy(), err_msg=key)
+    np.testing.assert_allclose(out["frames"].numpy()[0, :3], expected_frames(0, 3))
+    bad_records = {
+        "missing key": seq_example(9, 3, drop=("audio",)),
+        "wrong feature width": seq_example(9, 3, widths={"rgb": 8, "audio": 5}),
+        "frame counts differ": seq_example(9, 3, frames={"audio": 2}),
+        "label 5 is out of range": seq_example(9, 3, labels=(1, 5)),
+    }
+    for problem, bad in bad_records.items():
+        batch = tf.constant(good[:2] + [bad])
+        with pytest.raises(tf.errors.InvalidArgumentError, match=f"batch record 2: {problem}"):
+            parse_batch(batch, SPEC)
+        with pytest.raises(tf.errors.InvalidArgumentError) as info:
+            fast(batch)
+        assert BATCH_CHECK_FAILED in info.value.message and problem not in info.value.message
+
+
 def test_wrong_width(tmp_path):
     pattern, bad = _bad_case(tmp_path, seq_example(9, 3, widths={"rgb": 8, "audio": 5}))
     _assert_reported(pattern, bad, SPEC, ["wrong feature width", "'audio'", "5 bytes", "expected 4"])

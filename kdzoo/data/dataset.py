@@ -2,13 +2,14 @@
 
 Records are read round-robin from the files, batched while still serialized,
 and parsed a batch at a time (``kdzoo.data.records.parse_batch``: every check,
-decode, dequantise, pad and multi-hot on the whole batch). Empty videos and
+fused into one bool per batch, then decode, dequantise, pad and multi-hot on the
+whole batch). Empty videos and
 the other subset are dropped inside the parsed batches, which are then cut
 to ``batch_size`` (``Dataset.rebatch``); shuffling, ``take`` and caching work
 on single videos as before.
 
-A bad record fails its whole batch inside the graph, whose message cannot
-name the file (the batch mixes files). The dataset ``make_dataset`` returns
+A bad record fails its whole batch inside the graph with a message that names
+no record (no message is built on the fast path, and the batch mixes files). The dataset ``make_dataset`` returns
 turns that failure into a ``DataError`` naming the file, the record and the
 problem: iterating it directly does so, ``kdzoo.data.data_errors(dataset)``
 does so around any other use (``model.fit``), and the Distiller's

@@ -1,8 +1,9 @@
 """Checking TFRecord files record by record: a report of every problem, or the first one.
 
-Each file is read in chunks that are parsed in batch with the pipeline's own
-``parse_batch``, every record named ``"<file> (record <i>)"``; only a chunk that
-fails is parsed again one record at a time, to list each bad record.
+Each file is read in chunks that are parsed in batch with the reader's own parser
+(every check of ``parse_batch``, fused into one per chunk); only a chunk that fails
+is parsed again one record at a time, with messages naming ``"<file> (record <i>)"``
+and the problem, to list each bad record.
 """
 
 from __future__ import annotations
@@ -66,14 +67,21 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def _parser(spec: DatasetSpec):
-    parse_named = batch_parser(spec, named=True)
+def _parsers(spec: DatasetSpec):
+    """``(parse_chunk, parse_record)``: the reader's fast parser (one fused check, no
+    messages) for whole chunks, and the parser with messages naming the record for
+    the records of a chunk that failed."""
+    fast, named = batch_parser(spec), batch_parser(spec, named=True)
 
-    def parse(records, filename: str, first_index: int):
-        out = parse_named(records, record_names(filename, first_index, tf.size(records)))
+    def parse_chunk(records):
+        out = fast(records)
         return out["length"], out["num_frames"]
 
-    return parse
+    def parse_record(records, filename: str, first_index: int):
+        out = named(records, record_names(filename, first_index, tf.size(records)))
+        return out["length"], out["num_frames"]
+
+    return parse_chunk, parse_record
 
 
 def _good_records_before_error(path: str, start: int) -> tuple[int, str]:
@@ -91,7 +99,7 @@ def _scan(files, spec, max_records, stop_at_first: bool) -> ValidationReport:
     spec = get_spec(spec)
     files = resolve_files(files)
     report = ValidationReport(files=files)
-    parse = _parser(spec)
+    parse_chunk, parse_record = _parsers(spec)
 
     def add(problem):
         report.problems.append(problem)
@@ -126,11 +134,11 @@ def _scan(files, spec, max_records, stop_at_first: bool) -> ValidationReport:
                 records = records[: max_records - report.records]
             report.records += int(records.shape[0])
             try:
-                count(*parse(records, f, start))
+                count(*parse_chunk(records))
             except tf.errors.OpError:
                 for i in range(int(records.shape[0])):
                     try:
-                        count(*parse(records[i:i + 1], f, start + i))
+                        count(*parse_record(records[i:i + 1], f, start + i))
                     except tf.errors.OpError as e:
                         if add(Problem(f, start + i, clean_tf_message(e.message))):
                             return report
