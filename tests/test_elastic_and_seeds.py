@@ -6,7 +6,8 @@ import tensorflow as tf
 
 from kdzoo.distillation import Distiller
 from kdzoo.models import build_model
-from kdzoo.training import _run_summaries, stage_name
+from kdzoo.training import stage_name
+from kdzoo.training.entries import _run_summaries
 from kdzoo.zoo.config import ZooConfig
 
 MODEL = {"family": "pooling", "feature_size": 4, "num_classes": 3, "aggregator": {"mode": "mean"},

@@ -6,7 +6,7 @@ import keras_tuner
 import pytest
 import yaml
 
-from kdzoo import training
+from kdzoo.training import stages
 from kdzoo.cli import main
 from kdzoo.models import build_model
 from kdzoo.tuning import FrameSearchHyperModel, load_tune_config, make_tuner
@@ -27,15 +27,15 @@ data:
 
 @pytest.fixture
 def count_spy(monkeypatch):
-    """Records every `count_records` call made by the training module (and returns the real count)."""
+    """Records every `count_records` call made by the training stages (and returns the real count)."""
     calls = []
-    real = training.count_records
+    real = stages.count_records
 
     def spy(files):
         calls.append(sorted(files))
         return real(files)
 
-    monkeypatch.setattr(training, "count_records", spy)
+    monkeypatch.setattr(stages, "count_records", spy)
     return calls
 
 
@@ -43,21 +43,21 @@ def test_kdzoo_train_counts_the_records_once_for_all_its_stages(tmp_path, count_
     files = write_audioset_train(tmp_path / "data" / "audioset", VIDEOS, 2)
     config = tmp_path / "netvlad.audioset.yaml"
     config.write_text(TRAIN_YAML)
-    stages = []
+    seen = []
 
     def fit_stage(distiller, train_ds, val_ds, run_dir, *, steps_per_epoch, **kwargs):
         # The stage's fit is left out: what matters is what each stage was given.
-        stages.append((pathlib.Path(run_dir).relative_to(work).as_posix(), steps_per_epoch, distiller.metric_capacity))
+        seen.append((pathlib.Path(run_dir).relative_to(work).as_posix(), steps_per_epoch, distiller.metric_capacity))
         return {"epochs_run": 0, "best_val_gap": None, "history": {}}
 
-    monkeypatch.setattr(training, "fit_stage", fit_stage)
+    monkeypatch.setattr(stages, "fit_stage", fit_stage)
     work, out = tmp_path / "runs", tmp_path / "out"
     assert main(["train", str(config), "--data-dir", str(tmp_path / "data"), "--work-dir", str(work),
                  "--out", str(out), "--epochs", "1", "--progress", "0"]) == 0
     # Three stages: the teacher, the distilled student and its no-teacher twin (uniform is both
     # the train and the evaluation sampler). Each holds every record in its GAP buffer and
     # steps through 36 of the 48 (a quarter held out) in batches of 8: ceil(4.5) = 5 steps.
-    assert stages == [("netvlad_teacher.audioset/teacher", 5, VIDEOS + 1),
+    assert seen == [("netvlad_teacher.audioset/teacher", 5, VIDEOS + 1),
                       ("netvlad_student_k2.audioset/distilled", 5, VIDEOS + 1),
                       ("netvlad_student_k2.audioset/no_teacher_uniform", 5, VIDEOS + 1)]
     # The records were counted once, over the train files.
@@ -67,7 +67,7 @@ def test_kdzoo_train_counts_the_records_once_for_all_its_stages(tmp_path, count_
 def test_training_data_capacity_and_steps_from_the_record_count(tmp_path, count_spy):
     write_audioset_train(tmp_path / "audioset", 30, 3)
     config = ZooConfig.from_dict(yaml.safe_load(TRAIN_YAML))
-    data = training.TrainingData.resolve(config, tmp_path)
+    data = stages.TrainingData.resolve(config, tmp_path)
     assert data.num_records == 30 and len(data.files) == 3 and len(count_spy) == 1
     assert data.metric_capacity == 31
     # 30 records, a quarter held out for validation: 22.5 training records -> 3 batches of 8.
@@ -131,7 +131,7 @@ def test_students_train_at_the_student_learning_rate(tmp_path, count_spy, monkey
         rates[pathlib.Path(run_dir).name] = learning_rate
         return {"epochs_run": 0, "best_val_gap": None, "history": {}}
 
-    monkeypatch.setattr(training, "fit_stage", fit_stage)
+    monkeypatch.setattr(stages, "fit_stage", fit_stage)
     assert main(["train", str(config), "--data-dir", str(tmp_path / "data"), "--work-dir", str(tmp_path / "runs"),
                  "--out", str(tmp_path / "out"), "--epochs", "1", "--progress", "0"]) == 0
     assert rates == {"teacher": 0.002, "distilled": 0.007, "no_teacher_uniform": 0.007}
