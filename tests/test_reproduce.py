@@ -204,6 +204,12 @@ def test_a_changed_recipe_is_not_mixed_into_old_rows(tiny, tmp_path):
     # The `kdzoo tune` search space trains no row: editing it keeps the finished rows.
     tuned = ZooConfig.from_dict({**_raw(config), "training": dict(config.training), "tune": {"max_trials": 3}})
     assert reproduce.config_fingerprint(tuned) == reproduce.config_fingerprint(config)
+    # Students train at the recipe's student_learning_rate when it sets one (a new key: new rows).
+    student_rate = ZooConfig.from_dict({**_raw(config), "training": {**config.training, "student_learning_rate": 0.002}})
+    assert reproduce.config_fingerprint(student_rate) != reproduce.config_fingerprint(config)
+    schedule = reproduce.Reproduction(student_rate, root / "data", tmp_path / "w2", ks=[2], seeds=1)._schedule
+    assert schedule("student") == (int(config.training["epochs"]), 0.002)
+    assert schedule("teacher") == (int(config.training["epochs"]), 0.01)
 
 
 def _raw(config):

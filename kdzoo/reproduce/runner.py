@@ -127,17 +127,21 @@ class Reproduction:
         return heads
 
     # ------------------------------------------------------------ models
-    def _epochs(self, role: str) -> int:
+    def _schedule(self, role: str) -> tuple[int, float]:
+        """``(epochs, peak learning rate)`` of a ``"teacher"`` or ``"student"`` stage (the
+        recipe's ``student_epochs`` / ``student_learning_rate`` default to the teacher's)."""
         t = self.config.training
+        rate = float(t["learning_rate"] if role == "teacher" else (t.get("student_learning_rate") or t["learning_rate"]))
         if self.epochs:
-            return int(self.epochs)
-        return int(t["epochs"] if role == "teacher" else (t.get("student_epochs") or t["epochs"]))
+            return int(self.epochs), rate
+        return int(t["epochs"] if role == "teacher" else (t.get("student_epochs") or t["epochs"])), rate
 
-    def _fit(self, distiller: Distiller, row: Row, epochs: int, callbacks=()) -> dict:
+    def _fit(self, distiller: Distiller, row: Row, role: str, callbacks=()) -> dict:
         t = self.config.training
+        epochs, rate = self._schedule(role)
         train, val = self.setting.datasets(seed=int(t["seed"]) + row.seed)
         return fit_stage(distiller, train, val, self.row_dir(row) / "run", epochs=epochs,
-                         learning_rate=float(t["learning_rate"]), patience=int(t["patience"]),
+                         learning_rate=rate, patience=int(t["patience"]),
                          verbose=self.verbose, warmup_epochs=int(t.get("warmup_epochs") or 0),
                          steps_per_epoch=self.setting.steps_per_epoch(), callbacks=list(callbacks))
 
@@ -168,7 +172,7 @@ class Reproduction:
             return model, {"best_val_gap": None, "epochs_run": 0, "weights": str(path),
                            "weights_sha256": artifacts.sha256_of(path)}
         distiller = Distiller(None, model, k=None, metric_capacity=self.setting.capacity())
-        return model, self._fit(distiller, row, self._epochs("teacher"))
+        return model, self._fit(distiller, row, "teacher")
 
     def _train_student(self, row: Row) -> tuple[keras.Model, dict]:
         config, t = self.config, self.config.training
@@ -177,13 +181,13 @@ class Reproduction:
         student = build_model({**config.model_config("student", row.k), "intermediate": inter})
         kwargs: dict[str, Any] = {"k": row.k, "seed": int(t["seed"]) + row.seed,
                                   "metric_capacity": self.setting.capacity()}
-        callbacks, epochs = [], self._epochs("student")
+        callbacks, role = [], "student"
         if row.kind == "no_teacher":
             # A deterministic sampler trains and validates on its own frames; random trains on a
             # fresh subset each step and validates on the recipe's sampler (as it is evaluated).
             sampler = self.eval_sampler(row)
             distiller = Distiller(None, student, sampler=sampler, train_sampler=row.sampler, **kwargs)
-            return student, self._fit(distiller, row, epochs)
+            return student, self._fit(distiller, row, "student")
         weights = loss_weights(config, row.losses)
         recipe = {k: v for k, v in config.distillation.items() if k not in LOSS_KEYS.values() and k != "mode"}
         if row.mode == "serial":
@@ -194,7 +198,7 @@ class Reproduction:
                 teacher = with_inter
         else:
             teacher = build_model({**config.model_config("teacher"), "intermediate": inter})
-            epochs = self._epochs("teacher")  # the teacher learns from scratch alongside
+            role = "teacher"  # the teacher learns from scratch alongside: its schedule
         head_tied = weights["ce_weight"] == 0 and weights["prediction_weight"] == 0
         if head_tied:
             copy_head(teacher, student)
@@ -202,7 +206,7 @@ class Reproduction:
                 callbacks.append(_TieHead(teacher, student))
         distiller = Distiller(teacher, student, sampler=config.sampler, train_sampler=self.train_sampler,
                               mode=row.mode, **{**recipe, **weights}, **kwargs)
-        record = self._fit(distiller, row, epochs, callbacks)
+        record = self._fit(distiller, row, role, callbacks)
         if inter:  # evaluate and cost the plain model (same weights)
             plain = build_model(config.model_config("student", row.k))
             plain.set_weights(student.get_weights())

@@ -22,7 +22,9 @@ def config_fingerprint(config: ZooConfig) -> str:
     doc = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
            if f.name not in _NOT_FINGERPRINTED and getattr(config, f.name) not in (None, {}, (), [])}
     doc["spec"] = config.spec.to_dict()
-    doc["training"] = {k: v for k, v in config.training.items() if k not in ("seeds", "seed_frames", "seed_k")}
+    # A training key left at None falls back to another key: adding such a default changes no row.
+    doc["training"] = {k: v for k, v in config.training.items()
+                       if k not in ("seeds", "seed_frames", "seed_k") and v is not None}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
