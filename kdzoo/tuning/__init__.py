@@ -8,14 +8,12 @@ from kdzoo.tuning.search import (
     QUALITY,
     FrameSearchHyperModel,
     TradeoffCallback,
-    TuneSettings,
-    load_tune_config,
     make_tuner,
-    parse_tune_section,
     run_search,
     save_best_student,
     trial_records,
 )
+from kdzoo.tuning.settings import TuneSettings, load_tune_config, parse_tune_section
 
 __all__ = [
     "curve_trials",
