@@ -233,23 +233,12 @@ def export_clip(
     Returns:
         The path written, as a string.
     """
-    import pathlib
+    from kdzoo.export_formats import check_format, write_artefact
 
-    from kdzoo import export as feature_export
-
-    if format not in feature_export.FORMATS:
-        raise ValueError(f"Unknown export format {format!r}. Expected one of {feature_export.FORMATS}.")
+    check_format(format)
     layer = ClipServing(model, encoder, k, sampler, role)  # validates before anything is written
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if format == "keras":
-        if path.suffix != ".keras":
-            raise ValueError(f"A keras export needs a path ending in '.keras'. Received: {path}")
-        clip_serving_model(model, encoder, layer.k, sampler, role).save(path)
-        return str(path)
-    module = _ClipModule(model, encoder, layer.k, sampler)
-    if format == "savedmodel":
-        tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-        return str(path)
-    feature_export._refuse_random_tflite(sampler)
-    return feature_export.write_tflite(module, path)
+    return write_artefact(
+        path, format, sampler,
+        keras_model=lambda: clip_serving_model(model, encoder, layer.k, sampler, role),
+        serving_module=lambda: _ClipModule(model, encoder, layer.k, sampler),
+    )

@@ -26,22 +26,8 @@ Formats (``export_model(model, path, format=...)``):
     variables that ``loaded`` owns, and a temporary's are freed at once.
 ``"tflite"``
     a ``.tflite`` flat buffer, TFLite builtin ops only (no Flex delegate needed).
-    Recipe, the one that works on TF 2.21 for a variable-length input: the
-    ``serve`` concrete function (input ``[None, D]``) is frozen with
-    ``convert_variables_to_constants_v2`` (converted as they are, the Keras 3
-    variables become TFLite resource variables that the interpreter reads
-    uninitialised: NaN), re-wrapped in a ``tf.function`` that restores the output
-    names, and converted with
-    ``tf.lite.TFLiteConverter.from_concrete_functions([fn], module)`` and
-    ``supported_ops = [TFLITE_BUILTINS]``. `kdzoo.sampling` computes its indices
-    in int32, which TFLite's builtin kernels cover. The ``random`` sampler is refused
-    (its stateless random op has no builtin kernel). The input's frame axis is dynamic
-    (shape_signature ``[-1, D]``); the ``serving_default`` signature runner
-    resizes it per call; `run_tflite` runs one video. Outputs agree with the
-    Keras model to float32 kernel precision (the tests use atol 1e-5 on
-    predictions and embeddings; differences seen are ~1e-7).
-    ``tf.lite.Interpreter`` warns that it is deprecated in favour of
-    ``ai_edge_litert``; the flat buffer is the same for both.
+    `kdzoo.export_formats` has the recipe (frozen variables, builtin ops only); the
+    ``random`` sampler is refused; `run_tflite` runs one video.
 
 An empty video (T = 0) is served as the model's output for an all-padding (mask 0)
 input instead of failing on an out-of-range gather. A video of the wrong feature width
@@ -75,7 +61,6 @@ Example (the tests run these lines, in this order, in an empty folder)::
 from __future__ import annotations
 
 import os
-import pathlib
 import sys
 import types
 from typing import Any
@@ -84,11 +69,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kdzoo import _tf_internals, sampling
+from kdzoo import sampling
 from kdzoo.data.quantization import VARIANTS, dequantize as _dequantize
+from kdzoo.export_formats import FORMATS, run_tflite, write_artefact, write_tflite
 from kdzoo.models import frame_shape
 
-FORMATS = ("keras", "savedmodel", "tflite")
 INPUT_DTYPES = ("float32", "uint8")
 
 __all__ = ["FORMATS", "INPUT_DTYPES", "VideoServing", "check_video_shape", "export", "export_model",
@@ -113,14 +98,6 @@ def _check_options(model, k, sampler, input_dtype, dequantize):
     if input_dtype == "uint8" and dequantize is not None and dequantize not in VARIANTS:
         raise ValueError(f"Unknown dequantize variant {dequantize!r}. Expected one of {VARIANTS} or None.")
     return k, feature_size
-
-
-def _refuse_random_tflite(sampler: str) -> None:
-    if sampler == "random":
-        raise ValueError(
-            "The 'random' sampler cannot be exported to TFLite (its stateless random op has no TFLite "
-            "builtin kernel); export the keras or savedmodel format, or use a deterministic sampler."
-        )
 
 
 def check_video_shape(shape, feature_size: int, where: str = "the exported model") -> None:
@@ -301,46 +278,11 @@ def export_model(
     Returns:
         The path written, as a string.
     """
-    if format not in FORMATS:
-        raise ValueError(f"Unknown export format {format!r}. Expected one of {FORMATS}.")
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if format == "keras":
-        if path.suffix != ".keras":
-            raise ValueError(f"A keras export needs a path ending in '.keras'. Received: {path}")
-        serving_model(model, k, sampler, input_dtype, dequantize, normalization).save(path)
-        return str(path)
-    if format == "savedmodel":
-        module = _module(model, k, sampler, input_dtype, dequantize, normalization)
-        tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-        return str(path)
-    _refuse_random_tflite(sampler)
-    module = _module(model, k, sampler, input_dtype, dequantize, normalization)
-    return write_tflite(module, path)
-
-
-def write_tflite(module: tf.Module, path: str | os.PathLike) -> str:
-    """Converts ``module.serve`` (a `tf.function` with an input signature) to a ``.tflite`` file.
-
-    Variables are frozen into constants first: converted as they are, the Keras 3
-    variables stay TFLite resource variables that the interpreter reads uninitialised.
-    """
-    path = pathlib.Path(path)
-    concrete = module.serve.get_concrete_function()
-    frozen = _tf_internals.convert_variables_to_constants_v2(concrete, lower_control_flow=False)
-    names = sorted(concrete.structured_outputs)  # the order tf.nest flattens the output dict in
-
-    @tf.function(input_signature=concrete.structured_input_signature[0])
-    def serve(*inputs):  # puts the output names back into the TFLite signature
-        return dict(zip(names, tf.nest.flatten(frozen(*inputs))))
-
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], module)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    flatbuffer = converter.convert()
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(flatbuffer)
-    os.replace(tmp, path)
-    return str(path)
+    return write_artefact(
+        path, format, sampler,
+        keras_model=lambda: serving_model(model, k, sampler, input_dtype, dequantize, normalization),
+        serving_module=lambda: _module(model, k, sampler, input_dtype, dequantize, normalization),
+    )
 
 
 def normalization_from_files(files, spec, take: int | None = None, batch_size: int = 512) -> dict[str, list[float]]:
@@ -365,29 +307,6 @@ def normalization_from_files(files, spec, take: int | None = None, batch_size: i
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0))
     return {"mean": [float(v) for v in mean], "std": [float(max(v, 1e-6)) for v in std]}
-
-
-def run_tflite(path_or_interpreter, video) -> dict[str, np.ndarray]:
-    """Runs an exported ``.tflite`` on one video ``(T, D)`` (or one raw clip of an
-    end-to-end export: an array, or a dict by encoder input name); returns numpy outputs by name."""
-    interpreter = path_or_interpreter
-    if not isinstance(interpreter, tf.lite.Interpreter):
-        interpreter = tf.lite.Interpreter(model_path=str(path_or_interpreter))
-    # The signature runner resizes the dynamic frame axis to this video's length.
-    (key,) = interpreter.get_signature_list()
-    runner = interpreter.get_signature_runner(key)
-    details = runner.get_input_details()
-    if not isinstance(video, dict):
-        (name,) = details
-        video = {name: video}
-    inputs = {name: np.asarray(video[name]).astype(details[name]["dtype"]) for name in details}
-    for name, value in inputs.items():  # TFLite itself fails deep in its delegate on a wrong shape
-        expected = tuple(int(d) for d in details[name]["shape_signature"])
-        if value.ndim != len(expected) or any(e not in (-1, d) for e, d in zip(expected, value.shape)):
-            shown = tuple("frames" if e == -1 else e for e in expected)
-            raise ValueError(f"Expected input {name!r} of shape {shown} for this .tflite model. "
-                             f"Received shape {value.shape}")
-    return {k: np.asarray(v) for k, v in runner(**inputs).items()}
 
 
 def export(
