@@ -50,6 +50,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from kdzoo import encoders, profiling  # noqa: E402
+from kdzoo.profiling import deployment  # noqa: E402
 from kdzoo.profiling import encoder as encoder_cost  # noqa: E402
 from kdzoo.models import build_model  # noqa: E402
 from kdzoo.zoo.config import ZooConfig  # noqa: E402
@@ -291,7 +292,7 @@ def bench_pair(setting: str, family: str, args, encoder: dict | None = None) -> 
         report["hrnn_block_size_sweep"] = hrnn_block_sweep(setting, args)
         report["hrnn_student_block"] = hrnn_student_block(setting, args)
     if encoder is not None:
-        e2e = encoder_cost.end_to_end(report, encoder)
+        e2e = deployment.end_to_end(report, encoder)
         e2e["encoder"] = encoder["encoder"]
         report["end_to_end"] = e2e
     report["targets_met"] = check_targets(setting, family, report)

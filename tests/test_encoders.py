@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from kdzoo import encoders
+from kdzoo.profiling import deployment
 from kdzoo.profiling import encoder as pe
 
 SHAPE = (12, 10, 3)  # H, W, C of the tiny test frames
@@ -191,7 +192,7 @@ def test_end_to_end_adds_n_frames_of_encoder_to_each_side():
     teacher, student = _pair()
     report = profiling.compare(teacher, student, batches=(1, 4), warmup=1, repeats=3)
     enc = tiny_encoder(out=16)
-    e2e = pe.end_to_end(report, enc, max_direct_frames=8, repeats=2)
+    e2e = deployment.end_to_end(report, enc, max_direct_frames=8, repeats=2)
     per_frame = pe.encoder_flops(enc)
     assert e2e["encoder"]["flops_per_frame"] == per_frame
     assert e2e["teacher"]["flops"] == report["teacher"]["flops"] + 10 * per_frame
@@ -206,21 +207,21 @@ def test_end_to_end_adds_n_frames_of_encoder_to_each_side():
         for b in (1, 4):
             agg = report[role]["latency"][b]["median_ms"]
             assert e2e[role]["latency"][b] == pytest.approx(agg + lat[n * b]["ms"])
-    none = pe.end_to_end(report, None)
+    none = deployment.end_to_end(report, None)
     assert none["encoder"] is None and none["ratios"]["flops"] == pytest.approx(report["ratios"]["flops"])
 
 
 def test_card_cost_block_and_ratios():
     teacher, student = _pair()
     enc = tiny_encoder(out=16)
-    t = pe.card_cost(teacher, 10, enc, "tiny", latency_repeats=3)
-    s = pe.card_cost(student, 2, enc, "tiny", latency_repeats=3)
+    t = deployment.card_cost(teacher, 10, enc, "tiny", latency_repeats=3)
+    s = deployment.card_cost(student, 2, enc, "tiny", latency_repeats=3)
     from kdzoo import profiling
 
     assert s["flops"] == profiling.flops(student, 2) and s["params"] == student.count_params()
     assert s["end_to_end"]["flops"] == s["flops"] + 2 * pe.encoder_flops(enc)
     assert s["end_to_end"]["encoder"] == "tiny" and "no encoder weights" in s["end_to_end"]["note"]
-    ratios = pe.card_ratios(s, t)
+    ratios = deployment.card_ratios(s, t)
     assert ratios["flops"] == pytest.approx(s["flops"] / t["flops"])
     assert ratios["end_to_end"]["flops"] == pytest.approx(s["end_to_end"]["flops"] / t["end_to_end"]["flops"])
-    assert "end_to_end" not in pe.card_cost(student, 2, None, latency_repeats=2)
+    assert "end_to_end" not in deployment.card_cost(student, 2, None, latency_repeats=2)

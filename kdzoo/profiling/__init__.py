@@ -1,7 +1,8 @@
 """Inference cost of kdzoo models: analytic FLOPs, parameters, latency, profiler traces,
-and end to end with the per-frame encoder (`kdzoo.profiling.encoder`)."""
+and end to end with the per-frame encoder (`kdzoo.profiling.encoder`, `kdzoo.profiling.deployment`)."""
 
-from kdzoo.profiling.encoder import card_cost, card_ratios, encoder_cost, encoder_flops, end_to_end
+from kdzoo.profiling.deployment import card_cost, card_ratios, end_to_end
+from kdzoo.profiling.encoder import encoder_cost, encoder_flops
 from kdzoo.profiling.flops import flops
 from kdzoo.profiling.flops import flops_breakdown
 from kdzoo.profiling.flops import flops_split
