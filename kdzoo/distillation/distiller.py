@@ -13,6 +13,11 @@ goes through one step:
 losses do not flow back into it unless ``distill_into_teacher=True``.
 With ``teacher=None`` the same code path trains the paper's no-teacher baselines
 (a student on L_CE alone with any sampler).
+
+One Keras model in one file (its arguments are checked in `kdzoo.distillation.arguments`):
+over 400 lines because the Keras custom-``train_step`` contract is one concept here, the
+documented constructor, the student's view, the losses, the steps, the metrics and
+``get_config`` / ``from_config`` all read the same attributes.
 """
 
 from __future__ import annotations
@@ -28,10 +33,9 @@ from kdzoo import metrics as kd_metrics
 from kdzoo import sampling
 from kdzoo.data.errors import data_errors
 from kdzoo.distillation import losses as kd_losses
-from kdzoo.models import embedding_size, frame_shape
+from kdzoo.distillation.arguments import MODES, check_arguments  # noqa: F401 (MODES: public here)
+from kdzoo.models import embedding_size
 
-MODES = ("serial", "parallel")
-METRICS = ("gap", "hit_at_one", "perr", "map")
 RANKING_METRICS = (kd_metrics.GlobalAveragePrecision, kd_metrics.MeanAveragePrecision)
 
 
@@ -99,69 +103,10 @@ class Distiller(keras.Model):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k <= 0):
-            raise ValueError(f"Expected a positive integer frame count k. Received: k={k!r}")
-        for name, value in (("sampler", sampler), ("train_sampler", train_sampler or sampler)):
-            if value not in sampling.SAMPLERS:
-                raise ValueError(f"Unknown {name} {value!r}. Expected one of {sampling.SAMPLERS}.")
-        if mode not in MODES:
-            raise ValueError(f"Unknown mode {mode!r}. Expected one of {MODES}.")
-        if prediction_loss not in kd_losses.PREDICTION_LOSSES:
-            raise ValueError(
-                f"Unknown prediction loss {prediction_loss!r}. Expected one of {kd_losses.PREDICTION_LOSSES}."
-            )
-        unknown = [m for m in metrics if m not in METRICS]
-        if unknown:
-            raise ValueError(f"Unknown metrics {unknown}. Expected names from {METRICS}.")
-        student_num_frames, feature_size = frame_shape(student)
-        if train_k is not None:
-            train_k = tuple(train_k)
-            if (
-                len(train_k) != 2
-                or any(not isinstance(v, int) or isinstance(v, bool) for v in train_k)
-                or not 1 <= train_k[0] <= train_k[1]
-            ):
-                raise ValueError(f"Expected train_k=(low, high) with 1 <= low <= high. Received: train_k={train_k!r}")
-            if student_num_frames is not None:
-                raise ValueError(
-                    f"An elastic student (train_k={train_k}) must be built with num_frames=None; "
-                    f"this one was built for {student_num_frames} frames."
-                )
-        if k is None and teacher is not None:
-            raise ValueError("A student distilled from a teacher needs a frame count k (k=...).")
-        if student_num_frames is not None and k is not None and student_num_frames != k:
-            raise ValueError(
-                f"The student was built for {student_num_frames} frames but the Distiller samples "
-                f"k={k}. Build the student with num_frames={k} or num_frames=None."
-            )
-        if float(intermediate_weight) < 0:
-            raise ValueError(f"Expected intermediate_weight >= 0. Received: intermediate_weight={intermediate_weight!r}")
-        if teacher is not None and float(intermediate_weight) > 0:
-            widths = {}
-            for role, model in (("teacher", teacher), ("student", student)):
-                if "intermediate" not in model.output:
-                    raise ValueError(
-                        f"intermediate_weight={intermediate_weight} needs an 'intermediate' output, but the {role} "
-                        f"{model.name!r} has only {sorted(model.output)}. Build it with 'intermediate': True."
-                    )
-                widths[role] = int(model.output["intermediate"].shape[-1])
-            if widths["teacher"] != widths["student"]:
-                raise ValueError(
-                    f"Teacher and student intermediate representations differ in width: teacher "
-                    f"{widths['teacher']}, student {widths['student']}."
-                )
+        train_k, feature_size = check_arguments(
+            teacher, student, k, sampler, train_sampler, train_k, mode, prediction_loss, intermediate_weight, metrics
+        )
         if teacher is not None:
-            teacher_num_frames, teacher_features = frame_shape(teacher)
-            if teacher_features != feature_size:
-                raise ValueError(
-                    f"Teacher and student expect different frame widths: teacher {teacher_features}, "
-                    f"student {feature_size}."
-                )
-            if teacher_num_frames is not None and k > teacher_num_frames:
-                raise ValueError(
-                    f"The student's k={k} frames exceed the teacher's {teacher_num_frames} frames; "
-                    "k must be at most the teacher's frame count."
-                )
             teacher.trainable = mode == "parallel"
         self.teacher = teacher
         self.student = student
