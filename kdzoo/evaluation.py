@@ -46,36 +46,14 @@ def predict_dataset(
     return np.concatenate(preds), np.concatenate(labels)
 
 
-def evaluate_model(
-    model: keras.Model,
-    files: str | Sequence[str],
-    spec: Any,
-    *,
-    k: int | None = None,
-    sampler: str = "uniform",
-    batch_size: int = 512,
-    take: int | None = None,
-    progress: bool = False,
-) -> dict[str, float]:
+def evaluate_model(model: keras.Model, files: str | Sequence[str], spec: Any, **options: Any) -> dict[str, float]:
     """GAP@20, mAP, Hit@1 and PERR of `model` on TFRecords.
 
-    Args:
-        model: a kdzoo model.
-        files: a glob, list or comma-separated string of TFRecord files (local or gs://).
-        spec: a `kdzoo.data.DatasetSpec` or preset name ("audioset", "yt8m").
-        k: a student's frame count (sampled deterministically with `sampler`); None
-            feeds every frame (teachers). Defaults to the model's own frame count when it
-            is smaller than the dataset's.
-        take: evaluate on the first `take` videos only.
-
-    Returns:
-        ``{"gap", "map", "hit_at_one", "perr", "videos"}``.
+    `predict_files` with the same arguments (``k``, ``sampler``, ``batch_size``, ``take``,
+    ``progress``), then `score`. Returns ``{"gap", "map", "hit_at_one", "perr", "videos"}``.
     """
     spec = get_spec(spec)
-    predictions, labels = predict_files(
-        model, files, spec, k=k, sampler=sampler, batch_size=batch_size, take=take, progress=progress
-    )
-    return score(predictions, labels, spec.num_classes)
+    return score(*predict_files(model, files, spec, **options), spec.num_classes)
 
 
 def predict_files(
@@ -89,7 +67,18 @@ def predict_files(
     take: int | None = None,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(predictions, labels)`` of `model` on TFRecords, in file order (see `evaluate_model`)."""
+    """``(predictions, labels)`` of `model` on TFRecords, in file order.
+
+    Args:
+        model: a kdzoo model.
+        files: a glob, list or comma-separated string of TFRecord files (local or gs://).
+        spec: a `kdzoo.data.DatasetSpec` or preset name ("audioset", "yt8m").
+        k: a student's frame count (sampled deterministically with `sampler`); None
+            feeds every frame (teachers). Defaults to the model's own frame count when it
+            is smaller than the dataset's.
+        take: only the first `take` videos.
+        progress: a progress bar over the batches.
+    """
     spec = get_spec(spec)
     num_frames, _ = frame_shape(model)
     if k is None and num_frames is not None and num_frames < spec.max_frames:

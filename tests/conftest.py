@@ -15,26 +15,23 @@ def _shared_data_dir() -> pathlib.Path:
     return REPO_ROOT.parent / "shared" / "data"
 
 
+def _folder_or_skip(path: pathlib.Path, what: str) -> pathlib.Path:
+    if not path.is_dir():
+        pytest.skip(f"{what} not found at {path}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> pathlib.Path:
     """Path to ../shared/data (or $KDZOO_SHARED_DATA); skips the test when absent."""
-    path = _shared_data_dir()
-    if not path.is_dir():
-        pytest.skip(f"real data not found at {path} (set KDZOO_SHARED_DATA to run this test)")
-    return path
+    return _folder_or_skip(_shared_data_dir(), "real data (set KDZOO_SHARED_DATA to run this test)")
 
 
 @pytest.fixture(scope="session")
 def audioset_dir(shared_data) -> pathlib.Path:
-    path = shared_data / "audioset"
-    if not path.is_dir():
-        pytest.skip(f"AudioSet embeddings not found at {path}")
-    return path
+    return _folder_or_skip(shared_data / "audioset", "AudioSet embeddings")
 
 
 @pytest.fixture(scope="session")
 def yt8m_dir(shared_data) -> pathlib.Path:
-    path = shared_data / "yt8m"
-    if not path.is_dir():
-        pytest.skip(f"YouTube-8M data not found at {path}")
-    return path
+    return _folder_or_skip(shared_data / "yt8m", "YouTube-8M data")
