@@ -41,6 +41,28 @@ def randomize_weights(layer, rng, scale=0.5):
         variable.assign(value.astype(variable.dtype))
 
 
+BN_EPSILON = 1e-3  # keras.layers.BatchNormalization default
+
+
+def built_layer(cls, rng, dim, **kwargs):
+    """``cls(**kwargs)`` built for ``(None, None, dim)`` frames, every weight random."""
+    layer = cls(**kwargs)
+    layer.build((None, None, dim))
+    randomize_weights(layer, rng)
+    return layer
+
+
+def batch_norm_reference(x, norm, real=None, batch_stats=False):
+    """Inference (moving statistics) or training (statistics of the ``real`` rows of ``x``,
+    all rows when None) batch norm of ``x`` (..., C) by a Keras ``BatchNormalization``, in numpy."""
+    if batch_stats:
+        rows = x if real is None else x[real.astype(bool)]
+        mean, var = rows.mean(axis=0), rows.var(axis=0)
+    else:
+        mean, var = norm.moving_mean.numpy(), norm.moving_variance.numpy()
+    return (x - mean) / np.sqrt(var + BN_EPSILON) * norm.gamma.numpy() + norm.beta.numpy()
+
+
 def check_padding_invariance(layer, frames, mask, atol=ATOL):
     """Output for each padded video == output on the truncated video."""
     padded = keras.ops.convert_to_numpy(layer(frames, mask=mask, training=False))

@@ -8,12 +8,12 @@ from layer_testing import check_frame_counts
 from layer_testing import check_padding_invariance
 from layer_testing import check_round_trips
 from layer_testing import padded_batch
-from layer_testing import randomize_weights
+from layer_testing import batch_norm_reference
+from layer_testing import built_layer
 
 pytestmark = pytest.mark.unit
 
 DIM = 5
-BN_EPSILON = 1e-3  # keras.layers.BatchNormalization default
 
 
 def softmax(z):
@@ -34,14 +34,7 @@ def reference_netvlad(layer, frames, mask, batch_stats=False):
     x_all = frames.astype("float64")
     logits_all = x_all @ W
     if layer.batch_norm_assignment:
-        norm = layer.assignment_norm
-        if batch_stats:
-            real = logits_all[mask.astype(bool)]
-            mean, var = real.mean(axis=0), real.var(axis=0)
-        else:
-            mean, var = norm.moving_mean.numpy(), norm.moving_variance.numpy()
-        logits_all = (logits_all - mean) / np.sqrt(var + BN_EPSILON)
-        logits_all = logits_all * norm.gamma.numpy() + norm.beta.numpy()
+        logits_all = batch_norm_reference(logits_all, layer.assignment_norm, mask, batch_stats)
     else:
         logits_all = logits_all + layer.cluster_bias.numpy()
     outputs = []
@@ -60,10 +53,7 @@ def reference_netvlad(layer, frames, mask, batch_stats=False):
 
 
 def make_layer(rng, **kwargs):
-    layer = NetVLAD(**kwargs)
-    layer.build((None, None, DIM))
-    randomize_weights(layer, rng)
-    return layer
+    return built_layer(NetVLAD, rng, DIM, **kwargs)
 
 
 CONFIGS = [

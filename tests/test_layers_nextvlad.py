@@ -9,7 +9,7 @@ from layer_testing import check_frame_counts
 from layer_testing import check_padding_invariance
 from layer_testing import check_round_trips
 from layer_testing import padded_batch
-from layer_testing import randomize_weights
+from layer_testing import built_layer
 
 pytestmark = pytest.mark.unit
 
@@ -56,10 +56,7 @@ def reference_nextvlad(layer, frames, mask):
 
 
 def make_layer(rng, **kwargs):
-    layer = NeXtVLAD(**kwargs)
-    layer.build((None, None, DIM))
-    randomize_weights(layer, rng)
-    return layer
+    return built_layer(NeXtVLAD, rng, DIM, **kwargs)
 
 
 CONFIGS = [

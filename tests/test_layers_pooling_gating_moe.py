@@ -5,6 +5,7 @@ from kdzoo.layers import ContextGating
 from kdzoo.layers import FramePooling
 from kdzoo.layers import MixtureOfExperts
 from layer_testing import assert_close
+from layer_testing import batch_norm_reference
 from layer_testing import check_all_masked_is_finite
 from layer_testing import check_frame_counts
 from layer_testing import check_padding_invariance
@@ -15,7 +16,6 @@ from layer_testing import randomize_weights
 pytestmark = pytest.mark.unit
 
 DIM = 5
-BN_EPSILON = 1e-3  # keras.layers.BatchNormalization default
 
 
 def sigmoid(z):
@@ -80,14 +80,7 @@ def reference_gating(layer, x, mask=None, batch_stats=False):
     x = x.astype("float64")
     logits = x @ layer.kernel.numpy()
     if layer.batch_norm:
-        norm = layer.gate_norm
-        if batch_stats:
-            real = logits if mask is None else logits[mask.astype(bool)]
-            mean, var = real.mean(axis=0), real.var(axis=0)
-        else:
-            mean, var = norm.moving_mean.numpy(), norm.moving_variance.numpy()
-        logits = (logits - mean) / np.sqrt(var + BN_EPSILON)
-        logits = logits * norm.gamma.numpy() + norm.beta.numpy()
+        logits = batch_norm_reference(logits, layer.gate_norm, mask, batch_stats)
     else:
         logits = logits + layer.bias.numpy()
     return x * sigmoid(logits)
