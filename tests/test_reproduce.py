@@ -304,3 +304,10 @@ def test_a_difference_counts_only_beyond_twice_the_seed_spread():
     assert reproduce.report.difference(a, b).endswith("beyond twice the seed spread (0.0040))")
     assert reproduce.report.difference({**a, "map_std": 0.006}, b).endswith("within noise (seed spread 0.0060))")
     assert "no spread" in reproduce.report.difference(a, {**b, "map_std": None})
+
+
+def test_not_run_lists_a_budget_without_finished_rows_as_one_item():
+    remaining = ["k1/no_teacher/uniform@0", "k1/serial/rep@0", "k2/serial/pred@0", "k5/serial/rep@0", "teacher@1"]
+    assert reproduce.report.not_run(remaining, ["teacher", "k2/serial/rep"]) == (
+        "k1/* (2 runs), k2/serial/pred@0, k5/* (1 run), teacher@1")
+    assert reproduce.report.not_run(remaining[:2], ["k1/serial/pred"]) == ", ".join(remaining[:2])

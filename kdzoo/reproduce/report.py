@@ -122,10 +122,29 @@ def markdown(doc: Mapping[str, Any]) -> str:
         best = "" if p["best_val_gap"] is None else f", best validation GAP@20 so far {p['best_val_gap']:.4f}"
         lines.append(f"\nIn progress: `{p['row']}`, {p['epochs_done']} epoch(s) done{best}.")
     if doc["remaining"]:
-        lines += ["", f"Not yet run: {', '.join(doc['remaining'])}."]
+        lines += ["", f"Not yet run: {not_run(doc['remaining'], [e['row'] for e in doc['summary']])}."]
     if doc.get("command"):
         lines += ["", f"Command: `{doc['command']}` (re-run it to continue; finished rows are kept)."]
     return "\n".join(lines) + "\n"
+
+
+def not_run(remaining: Sequence[str], finished: Sequence[str] = ()) -> str:
+    """The unfinished runs; a budget with no finished row is one item, ``k<k>/* (n runs)``."""
+    def group(key: str) -> str:
+        return key.split("/", 1)[0] if "/" in key else key.split("@", 1)[0]
+
+    started = {group(row) for row in finished}
+    items: list[str] = []
+    for key in remaining:
+        g = group(key)
+        if g.startswith("k") and g not in started:
+            n = sum(group(other) == g for other in remaining)
+            item = f"{g}/* ({n} run{'' if n == 1 else 's'})"
+            if item not in items:
+                items.append(item)
+        else:
+            items.append(key)
+    return ", ".join(items)
 
 
 def _with_ratio(value: int | None, reference: int | None) -> str:
