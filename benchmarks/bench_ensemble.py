@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+", help="zoo names (teachers: every frame)")
     parser.add_argument("--data-dir", required=True, help="folder holding the cards' eval globs")
-    parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/cpu/ensemble_<dataset>.json)")
+    parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/<cpu|gpu>/ensemble_<dataset>.json)")
     args = parser.parse_args(argv)
 
     cards = {name: kdzoo.model_card(name) for name in args.names}
@@ -47,8 +47,8 @@ def main(argv=None) -> int:
     predictions, labels, singles = {}, None, {}
     for name in args.names:
         model = kdzoo.load(name)
-        k = None if cards[name]["role"] == "teacher" else cards[name]["num_frames"]
-        predictions[name], these_labels = predict_files(model, files, spec, k=k, progress=True)
+        # A teacher sees every frame, a student its own k (predict_files reads it from the model).
+        predictions[name], these_labels = predict_files(model, files, spec, progress=True)
         if labels is not None and not np.array_equal(labels, these_labels):
             raise SystemExit("The models were scored on different videos (file order changed?)")
         labels = these_labels
