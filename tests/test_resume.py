@@ -85,7 +85,14 @@ def test_sigkill_then_rerun_resumes_teacher(tmp_path):
     assert student_epochs == list(range(1, EPOCHS + 1)), epochs
 
     teacher_done = json.loads((teacher_dir / "done.json").read_text())
-    assert 0 < teacher_done["epochs_run"] < EPOCHS  # only the epochs after the restart
+    # The record covers every epoch, those before the kill included, as run 1 printed them.
+    assert teacher_done["epochs_run"] == EPOCHS
+    gaps = teacher_done["history"]["val_student_gap"]
+    assert len(gaps) == EPOCHS
+    printed = [float(v) for v in re.findall(r"val_student_gap: ([0-9.]+)", "".join(first_output))]
+    assert len(printed) >= 2 and gaps[:len(printed)] == pytest.approx(printed, abs=1e-4), (printed, gaps)
+    best_score = json.loads((teacher_dir / "best.weights.json").read_text())["score"]
+    assert teacher_done["best_val_gap"] == pytest.approx(max(gaps)) == pytest.approx(best_score)
     assert (student_dir / "done.json").is_file()
     assert (teacher_dir / "best.weights.h5").is_file() and (student_dir / "best.weights.h5").is_file()
     assert "student (k=2): best validation GAP@20" in second.stdout

@@ -6,6 +6,7 @@ Every stage trains in its own run folder::
         backup/            keras BackupAndRestore state: a killed run resumes from the last epoch
         tb/                TensorBoard logs (each loss and metric as its own scalar)
         best.weights.h5    the weights with the best validation GAP so far
+        epochs.json        every finished epoch's logs, kept across restarts
         done.json          written last: the stage is finished and is skipped on a re-run
 
 so re-running the same command after a crash continues where it stopped and never
@@ -127,20 +128,25 @@ def fit_stage(
     run_dir.mkdir(parents=True, exist_ok=True)
     rate = learning_rate_schedule(learning_rate, epochs, warmup_epochs, steps_per_epoch)
     distiller.compile(optimizer=keras.optimizers.Adam(rate))
+    epoch_log = _EpochLog(run_dir / "epochs.json")
     callbacks = [
         *callbacks,
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "tb")),
         _BestStudentCheckpoint(target, best, MONITOR),
+        epoch_log,
         keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=patience),
     ]
-    history = distiller.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    # The dataset shuffles itself (make_dataset); shuffle=False keeps Keras from warning about it.
+    distiller.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose,
+                  shuffle=False)
     target.load_weights(best)
-    scores = history.history.get(MONITOR, [])
+    history = epoch_log.history()  # every epoch, also those before a restart
+    scores = history.get(MONITOR, [])
     record = {
-        "epochs_run": len(scores),
+        "epochs_run": len(epoch_log.epochs),
         "best_val_gap": max(scores) if scores else None,
-        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+        "history": history,
     }
     artifacts.atomic_write_json(done, record)
     return record
@@ -156,6 +162,33 @@ def learning_rate_schedule(learning_rate: float, epochs: int, warmup_epochs: int
     return keras.optimizers.schedules.CosineDecay(
         0.0, max(1, epochs * steps_per_epoch - warmup), warmup_target=learning_rate, warmup_steps=warmup
     )
+
+
+class _EpochLog(keras.callbacks.Callback):
+    """Keeps each finished epoch's logs in a JSON file, so a resumed run's history is whole.
+
+    An epoch that ran again after a crash (its backup was not yet written) replaces its
+    earlier entry.
+    """
+
+    def __init__(self, path: pathlib.Path):
+        super().__init__()
+        self.path = pathlib.Path(path)
+        self.epochs: dict[int, dict[str, float]] = {}
+        if self.path.is_file():
+            self.epochs = {int(e): logs for e, logs in artifacts.read_json(self.path)["epochs"].items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs[int(epoch)] = {k: float(v) for k, v in (logs or {}).items()}
+        artifacts.atomic_write_json(self.path, {"epochs": {str(e): v for e, v in sorted(self.epochs.items())}})
+
+    def history(self) -> dict[str, list[float]]:
+        """``{metric: [value per epoch, in epoch order]}`` like `keras.callbacks.History`."""
+        out: dict[str, list[float]] = {}
+        for epoch in sorted(self.epochs):
+            for key, value in self.epochs[epoch].items():
+                out.setdefault(key, []).append(value)
+        return out
 
 
 class _BestStudentCheckpoint(keras.callbacks.Callback):
