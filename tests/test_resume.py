@@ -93,6 +93,10 @@ def test_sigkill_then_rerun_resumes_teacher(tmp_path):
     assert len(printed) >= 2 and gaps[:len(printed)] == pytest.approx(printed, abs=1e-4), (printed, gaps)
     best_score = json.loads((teacher_dir / "best.weights.json").read_text())["score"]
     assert teacher_done["best_val_gap"] == pytest.approx(max(gaps)) == pytest.approx(best_score)
+    # Wall time of all epochs, both processes': the sum of the per-epoch times.
+    epoch_seconds = teacher_done["history"]["epoch_seconds"]
+    assert len(epoch_seconds) == EPOCHS and min(epoch_seconds) > 0
+    assert teacher_done["train_seconds"] == pytest.approx(sum(epoch_seconds), abs=0.1)
     assert (student_dir / "done.json").is_file()
     assert (teacher_dir / "best.weights.h5").is_file() and (student_dir / "best.weights.h5").is_file()
     assert "student (k=2): best validation GAP@20" in second.stdout

@@ -238,6 +238,7 @@ class Reproduction:
             model, record = self._train_teacher(row)
         else:
             model, record = self._train_student(row)
+        trained = time.time()
         sampler = self.eval_sampler(row)
         predictions, labels = predict_files(model, self.setting.eval_files, self.config.spec, k=row.k,
                                             sampler=sampler or "uniform", progress=self.verbose > 0)
@@ -248,7 +249,7 @@ class Reproduction:
             "eval_sampler": sampler,
             "eval": score(predictions, labels, self.config.spec.num_classes),
             "best_val_gap": record.get("best_val_gap"), "epochs_run": record.get("epochs_run"),
-            "fingerprint": self.fingerprint, "seconds": round(time.time() - started, 1),
+            "fingerprint": self.fingerprint, "seconds": round(_train_seconds(record, trained - started) + time.time() - trained, 1),
             "finished_at": utc_now(),
         }
         result.update({k: record[k] for k in ("weights", "weights_sha256", "loss_weights", "head") if k in record})
@@ -317,6 +318,12 @@ class Reproduction:
             artifacts.atomic_write_json(folder / f"{stem}.json", doc)
             (folder / f"{stem}.md").write_text(markdown(doc), encoding="utf-8")
         return doc
+
+
+def _train_seconds(record: dict, this_process: float) -> float:
+    """A row's training time: every epoch's, across restarts, where the stage recorded it
+    (``train_seconds``); otherwise the time this process spent on it."""
+    return float(record["train_seconds"]) if record.get("train_seconds") else this_process
 
 
 def _stored_values(path: str | os.PathLike) -> int:

@@ -21,6 +21,7 @@ import functools
 import math
 import os
 import pathlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -146,6 +147,7 @@ def fit_stage(
     record = {
         "epochs_run": len(epoch_log.epochs),
         "best_val_gap": max(scores) if scores else None,
+        "train_seconds": round(sum(history.get("epoch_seconds", [])), 1),  # all processes' epochs
         "history": history,
     }
     artifacts.atomic_write_json(done, record)
@@ -178,8 +180,12 @@ class _EpochLog(keras.callbacks.Callback):
         if self.path.is_file():
             self.epochs = {int(e): logs for e, logs in artifacts.read_json(self.path)["epochs"].items()}
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.monotonic()
+
     def on_epoch_end(self, epoch, logs=None):
-        self.epochs[int(epoch)] = {k: float(v) for k, v in (logs or {}).items()}
+        seconds = time.monotonic() - getattr(self, "_started", time.monotonic())
+        self.epochs[int(epoch)] = {**{k: float(v) for k, v in (logs or {}).items()}, "epoch_seconds": seconds}
         artifacts.atomic_write_json(self.path, {"epochs": {str(e): v for e, v in sorted(self.epochs.items())}})
 
     def history(self) -> dict[str, list[float]]:
