@@ -22,6 +22,8 @@ BLOCKS = {
     "THROUGHPUT_TABLE": [sys.executable, "benchmarks/render_tables.py", "benchmarks/results/cpu/throughput.json"],
     "DISTRIBUTED_TABLE": [sys.executable, "benchmarks/render_tables.py", "benchmarks/results/cpu/distributed.json"],
     "REPRODUCE_TABLE": [sys.executable, "-m", "kdzoo.reproduce", "benchmarks/results/cpu/reproduce_netvlad.audioset.json"],
+    "REPRODUCE_TABLE_NEXTVLAD": [sys.executable, "-m", "kdzoo.reproduce",
+                                 "benchmarks/results/cpu/reproduce_nextvlad.audioset.json"],
 }
 
 

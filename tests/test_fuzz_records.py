@@ -417,6 +417,7 @@ def _check(total, outcomes, failures, minimum):
     assert set(outcomes["audioset/empty_labels"]) == {"parsed"}
 
 
+@pytest.mark.slow  # about a minute; the default run covers bad records in test_data_pipeline.py
 def test_fuzzed_records(tmp_path):
     total, outcomes, failures = run_fuzz(tmp_path)
     report(total, outcomes)
