@@ -249,7 +249,8 @@ class Reproduction:
             "eval_sampler": sampler,
             "eval": score(predictions, labels, self.config.spec.num_classes),
             "best_val_gap": record.get("best_val_gap"), "epochs_run": record.get("epochs_run"),
-            "fingerprint": self.fingerprint, "seconds": round(_train_seconds(record, trained - started) + time.time() - trained, 1),
+            "fingerprint": self.fingerprint,
+            "seconds": round(_train_seconds(record, trained - started) + time.time() - trained, 1),
             "finished_at": utc_now(),
         }
         result.update({k: record[k] for k in ("weights", "weights_sha256", "loss_weights", "head") if k in record})

@@ -177,6 +177,7 @@ class _EpochLog(keras.callbacks.Callback):
         super().__init__()
         self.path = pathlib.Path(path)
         self.epochs: dict[int, dict[str, float]] = {}
+        self._started = time.monotonic()
         if self.path.is_file():
             self.epochs = {int(e): logs for e, logs in artifacts.read_json(self.path)["epochs"].items()}
 
@@ -184,7 +185,7 @@ class _EpochLog(keras.callbacks.Callback):
         self._started = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
-        seconds = time.monotonic() - getattr(self, "_started", time.monotonic())
+        seconds = time.monotonic() - self._started
         self.epochs[int(epoch)] = {**{k: float(v) for k, v in (logs or {}).items()}, "epoch_seconds": seconds}
         artifacts.atomic_write_json(self.path, {"epochs": {str(e): v for e, v in sorted(self.epochs.items())}})
 
