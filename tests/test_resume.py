@@ -16,10 +16,10 @@ from kdzoo.zoo import artifacts
 from records import tiny_zoo_yaml
 from records import write_audioset_train
 
-EPOCHS = 6
+EPOCHS = 4
 RECORDS = 600
 ZOO_YAML = tiny_zoo_yaml(output_size=8, extra="""training:
-  batch_size: 4
+  batch_size: 8
   learning_rate: 0.001
   validation_fraction: 0.1
   patience: 100

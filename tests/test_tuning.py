@@ -225,26 +225,26 @@ def test_resume_runs_only_new_trials(tmp_path, data_dir, monkeypatch):
 
     monkeypatch.setattr(FrameSearchHyperModel, "fit", counting_fit)
     work = tmp_path / "work"
-    config, settings = load_tune_config(tiny_config(tuner="random", max_trials=3, epochs=1))
+    config, settings = load_tune_config(tiny_config(tuner="random", max_trials=2, epochs=1))
 
-    doc = run_search(config, settings, data_dir, work, max_trials=2, verbose=0)
-    assert len(fits) == 2 and [t["trial_id"] for t in doc["trials"]] == ["0", "1"]
-    before = {t: snapshot(work, t) for t in ("0", "1")}
+    doc = run_search(config, settings, data_dir, work, max_trials=1, verbose=0)
+    assert len(fits) == 1 and [t["trial_id"] for t in doc["trials"]] == ["0"]
+    before = snapshot(work, "0")
     teacher_done = work / "netvlad_teacher.audioset" / "teacher" / "done.json"
     teacher_mtime = teacher_done.stat().st_mtime_ns
 
     fits.clear()
-    doc = run_search(config, settings, data_dir, work, max_trials=3, verbose=0)
+    doc = run_search(config, settings, data_dir, work, max_trials=2, verbose=0)
     assert len(fits) == 1, fits  # only the new trial trained
-    assert [t["trial_id"] for t in doc["trials"]] == ["0", "1", "2"]
+    assert [t["trial_id"] for t in doc["trials"]] == ["0", "1"]
     assert all(t["status"] == "COMPLETED" for t in doc["trials"])
-    assert {t: snapshot(work, t) for t in ("0", "1")} == before
+    assert snapshot(work, "0") == before
     assert teacher_done.stat().st_mtime_ns == teacher_mtime  # the teacher was not retrained
-    assert len(json.loads((work / "pareto.json").read_text())["trials"]) == 3
+    assert len(json.loads((work / "pareto.json").read_text())["trials"]) == 2
 
     # A third run with nothing left to do trains nothing.
     fits.clear()
-    run_search(config, settings, data_dir, work, max_trials=3, verbose=0)
+    run_search(config, settings, data_dir, work, max_trials=2, verbose=0)
     assert fits == []
 
 
