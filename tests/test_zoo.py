@@ -50,6 +50,16 @@ def test_unknown_name_lists_close_matches():
         kdzoo.model_card("resnet50")
 
 
+def test_unknown_k_points_to_the_elastic_student():
+    # The AudioSet NeXtVLAD config ships k = 2 and 5 and an elastic student over 1..10.
+    with pytest.raises(UnknownModelError) as info:
+        kdzoo.load("nextvlad_student_k3.audioset")
+    assert "kdzoo.load('nextvlad_student_elastic.audioset', k=3)" in str(info.value)
+    with pytest.raises(UnknownModelError) as info:  # outside every elastic span: no such hint
+        kdzoo.load("nextvlad_student_k40.audioset")
+    assert "elastic" not in str(info.value)
+
+
 def test_design_card_example_builds_the_ten_frame_netvlad_student():
     with pytest.warns(UserWarning, match="untrained"):
         model = kdzoo.load("netvlad_student_k10")

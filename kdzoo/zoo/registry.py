@@ -166,12 +166,25 @@ class Registry:
         close = difflib.get_close_matches(name, universe, n=5, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         try:
-            names.parse_name(name)
+            parsed = names.parse_name(name)
         except ValueError as error:
             hint += f" ({error})"
+        else:
+            hint += self._elastic_hint(parsed)
         raise UnknownModelError(
             f"Unknown model name {name!r}.{hint} See kdzoo.list_models() for all {len(self.entries)} names."
         )
+
+    def _elastic_hint(self, parsed: names.ZooName) -> str:
+        """For a k-frame student the zoo lacks: the elastic student that serves that k."""
+        if parsed.role != "student" or parsed.k is None:
+            return ""
+        for entry in self.entries.values():
+            low, high = entry.config.elastic or (0, 0)
+            if (entry.elastic and entry.config.family == parsed.family and low <= parsed.k <= high
+                    and parsed.dataset in (None, entry.tag)):
+                return f" For k = {parsed.k}, load the elastic student: kdzoo.load({entry.name!r}, k={parsed.k})."
+        return ""
 
     def model_card(self, name: str) -> dict[str, Any]:
         entry = self.resolve(name)
