@@ -31,7 +31,7 @@ def test_demo_runs_without_data_and_prints_both_models(capsys):
     assert main(["demo", "--json"]) == 0
     out = capsys.readouterr().out
     for row in ("frames seen", "parameters", "FLOPs / video", "latency, batch 1", "latency, batch 64",
-                "card map (eval split)", "same student w/o teacher"):
+                "card map (eval split)", "w/o teacher"):
         assert row in out, row
     report = json.loads(out[out.index("{"):])
     assert report["cost"]["teacher"]["num_frames"] == 10 and report["cost"]["student"]["num_frames"] == 2
@@ -43,6 +43,25 @@ def test_demo_runs_without_data_and_prints_both_models(capsys):
     assert e2e["encoder"]["flops_per_frame"] == 1_730_314_368
     assert e2e["teacher"]["flops"] == report["cost"]["teacher"]["flops"] + 10 * 1_730_314_368
     assert abs(e2e["ratios"]["flops"] / 0.2 - 1) < 0.05
+
+
+def test_demo_baseline_rows_of_v1_and_v2_cards():
+    from kdzoo.cli.demo import baseline_rows
+
+    v1 = {"no_teacher": {"metrics": {"map": 0.17834}}}
+    assert baseline_rows(v1) == [("card map, same student w/o teacher", "0.1783")]
+    runs = {"distilled": [0.2, 0.21, 0.22], "no_teacher_random": [0.19, 0.2, 0.21], "no_teacher_uniform": [0.18]}
+    v2 = {
+        "map_over_seeds": {kind: {"mean": float(np.mean(r)), "std": float(np.std(r, ddof=1)) if len(r) > 1 else 0.0,
+                                  "runs": r} for kind, r in runs.items()},
+        "baselines": {kind: {"metrics": {"map": r[0]}} for kind, r in runs.items() if kind != "distilled"},
+    }
+    assert baseline_rows(v2) == [
+        ("card map, distilled, over seeds", "0.2100 ± 0.0100 (3 seeds)"),
+        ("card map, w/o teacher, random subsets", "0.2000 ± 0.0100 (3 seeds)"),
+        ("card map, w/o teacher, fixed uniform frames", "0.1800"),  # one seed: no spread
+    ]
+    assert baseline_rows({}) == []
 
 
 @needs_demo_pair

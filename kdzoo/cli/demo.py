@@ -12,6 +12,30 @@ DEMO_K = 2
 DEMO_DATASET = "audioset"
 
 
+def _over_seeds(card: dict, kind: str) -> str | None:
+    """``mean ± std (n seeds)`` of a run kind's eval mAP in a card, None when it has one seed."""
+    over = (card.get("map_over_seeds") or {}).get(kind)
+    if not over or len(over["runs"]) < 2:
+        return None
+    return f"{over['mean']:.4f} ± {over['std']:.4f} ({len(over['runs'])} seeds)"
+
+
+def baseline_rows(card: dict) -> list[tuple[str, str]]:
+    """(label, mAP) rows for a student card's seed spread and no-teacher twins (v1 and v2 cards)."""
+    rows = []
+    if "baselines" in card:  # zoo v2: twins on random subsets and on the fixed uniform frames
+        distilled = _over_seeds(card, "distilled")
+        if distilled:
+            rows.append(("card map, distilled, over seeds", distilled))
+        for kind, what in (("no_teacher_random", "random subsets"), ("no_teacher_uniform", "fixed uniform frames")):
+            if kind in card["baselines"]:
+                value = _over_seeds(card, kind) or f"{card['baselines'][kind]['metrics']['map']:.4f}"
+                rows.append((f"card map, w/o teacher, {what}", value))
+    elif "no_teacher" in card:  # v1: one twin on the card's own sampler
+        rows.append(("card map, same student w/o teacher", f"{card['no_teacher']['metrics']['map']:.4f}"))
+    return rows
+
+
 def add_parser(sub, parent) -> None:
     p = sub.add_parser("demo", parents=[parent], help="compare a pretrained teacher and its k-frame student")
     p.add_argument("--family", default=DEMO_FAMILY, choices=("netvlad", "nextvlad", "hrnn"))
@@ -145,9 +169,8 @@ def run(args: argparse.Namespace) -> int:
         tv = cards["teacher"]["metrics"]["eval"][metric]
         sv = cards["student"]["metrics"]["eval"][metric]
         table.add_row(f"card {metric} (eval split)", f"{tv:.4f}", f"{sv:.4f}", f"{sv / tv:.3f}")
-    if "no_teacher" in cards["student"]:
-        nt = cards["student"]["no_teacher"]["metrics"]["map"]
-        table.add_row("card map, same student w/o teacher", "", f"{nt:.4f}", "")
+    for label, value in baseline_rows(cards["student"]):
+        table.add_row(label, "", value, "")
     for metric in ("gap", "map", "hit_at_one") if measured else ():
         tv, sv = measured["teacher"][metric], measured["student"][metric]
         table.add_row(f"measured {metric} ({measured['student']['videos']} videos)", f"{tv:.4f}", f"{sv:.4f}",
