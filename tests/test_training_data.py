@@ -3,6 +3,7 @@
 import pathlib
 
 import keras_tuner
+import numpy as np
 import pytest
 import yaml
 
@@ -135,3 +136,42 @@ def test_students_train_at_the_student_learning_rate(tmp_path, count_spy, monkey
     assert main(["train", str(config), "--data-dir", str(tmp_path / "data"), "--work-dir", str(tmp_path / "runs"),
                  "--out", str(tmp_path / "out"), "--epochs", "1", "--progress", "0"]) == 0
     assert rates == {"teacher": 0.002, "distilled": 0.007, "no_teacher_uniform": 0.007}
+
+
+def test_kdzoo_train_reuses_a_trained_teacher(tmp_path, monkeypatch, capsys):
+    write_audioset_train(tmp_path / "data" / "audioset", VIDEOS, 2)
+    config_path = tmp_path / "netvlad.audioset.yaml"
+    config_path.write_text(TRAIN_YAML)
+    config = ZooConfig.from_file(config_path)
+    # A "trained" teacher: an entry folder with weights and a card.
+    teacher = build_model(config.model_config("teacher"))
+    entry = tmp_path / "shipped" / "netvlad_teacher.audioset"
+    entry.mkdir(parents=True)
+    teacher.save_weights(entry / "model.weights.h5")
+    (entry / "metadata.json").write_text('{"best_val_gap": 0.5, "epochs_run": 7}')
+    seen = []
+
+    def fit_stage(distiller, train_ds, val_ds, run_dir, **kwargs):
+        seen.append(pathlib.Path(run_dir).name)
+        return {"epochs_run": 0, "best_val_gap": None, "history": {}}
+
+    monkeypatch.setattr(stages, "fit_stage", fit_stage)
+    out = tmp_path / "out"
+    args = ["train", str(config_path), "--data-dir", str(tmp_path / "data"), "--work-dir", str(tmp_path / "runs"),
+            "--out", str(out), "--epochs", "1", "--progress", "0", "--no-baselines"]
+    assert main([*args, "--teacher-weights", str(entry)]) == 0
+    assert seen == ["distilled"]  # the teacher was not trained
+    card = yaml.safe_load((out / "netvlad_teacher.audioset" / "metadata.json").read_text())
+    assert (card["best_val_gap"], card["epochs_run"]) == (0.5, 7)
+    written = build_model(config.model_config("teacher"))
+    written.load_weights(out / "netvlad_teacher.audioset" / "model.weights.h5")
+    for a, b in zip(written.get_weights(), teacher.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+    # Weights of another architecture are refused with one clear line (Keras would load them).
+    other = build_model({**config.model_config("teacher"), "aggregator": {"num_clusters": 3, "output_size": 4}})
+    other.save_weights(tmp_path / "other.weights.h5")
+    capsys.readouterr()
+    assert main([*args, "--teacher-weights", str(tmp_path / "other.weights.h5")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "do not fit the teacher of" in err[0] and "values" in err[0], err

@@ -26,6 +26,9 @@ def add_parser(sub, parent) -> None:
     p.add_argument("--k", type=int, nargs="+", default=None, help="a subset of the config's students' k")
     p.add_argument("--no-baselines", action="store_true", help="skip the no-teacher students")
     p.add_argument("--no-elastic", action="store_true", help="skip the config's elastic student")
+    p.add_argument("--teacher-weights", default=None, metavar="ENTRY|FILE",
+                   help="reuse a trained teacher of this config (a zoo entry folder such as "
+                        "pretrained/netvlad_teacher.audioset, or a .weights.h5) instead of training it")
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("distill", parents=[parent], help="train a teacher, then distil one k-frame student (resumable)")
@@ -47,7 +50,7 @@ def run_train(args: argparse.Namespace) -> int:
     written = train_zoo_config(
         config, args.data_dir, out_dir=args.out, work_dir=args.work_dir, ks=args.k,
         baselines=not args.no_baselines, train_elastic=not args.no_elastic, epochs=args.epochs,
-        command=args.command_line, verbose=args.progress,
+        command=args.command_line, verbose=args.progress, teacher_weights=args.teacher_weights,
     )
     for name, meta in written.items():
         ev = meta["metrics"]["eval"]

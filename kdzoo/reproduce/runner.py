@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import pathlib
 import time
@@ -18,7 +17,7 @@ from kdzoo.reproduce.costs import RowCosts
 from kdzoo.reproduce.grid import LOSS_KEYS, Row, grid, loss_weights, paper_ks, select
 from kdzoo.reproduce.report import machine, markdown, summarize, utc_now
 from kdzoo.reproduce.setting import Setting, config_fingerprint
-from kdzoo.training import fit_stage
+from kdzoo.training import fit_stage, load_teacher
 from kdzoo.zoo import artifacts
 from kdzoo.zoo.config import ZooConfig
 
@@ -153,24 +152,9 @@ class Reproduction:
 
     def _train_teacher(self, row: Row) -> tuple[keras.Model, dict]:
         keras.utils.set_random_seed(int(self.config.training["seed"]) + row.seed)
-        model = build_model(self.config.model_config("teacher"))
         if row.seed == 0 and self.teacher_weights:
-            path = pathlib.Path(self.teacher_weights)
-            path = path / "model.weights.h5" if path.is_dir() else path
-            try:
-                stored = _stored_values(path)
-                expected = sum(int(math.prod(w.shape)) for w in model.weights)
-                if stored != expected:  # Keras loads a mismatched file without an error
-                    raise ValueError(f"the file holds {stored:,} values, the recipe's teacher has {expected:,}")
-                model.load_weights(path)
-            except (ValueError, OSError, KeyError) as err:
-                raise ValueError(
-                    f"--teacher-weights {path} do not fit this recipe's teacher ({self.config.path}): {err}. "
-                    "Pass the weights of a teacher trained with this recipe, or leave the option out to train "
-                    "it as the row teacher@0."
-                ) from err
-            return model, {"best_val_gap": None, "epochs_run": 0, "weights": str(path),
-                           "weights_sha256": artifacts.sha256_of(path)}
+            return load_teacher(self.config, self.teacher_weights)
+        model = build_model(self.config.model_config("teacher"))
         distiller = Distiller(None, model, k=None, metric_capacity=self.setting.capacity())
         return model, self._fit(distiller, row, "teacher")
 
@@ -325,14 +309,4 @@ def _train_seconds(record: dict, this_process: float) -> float:
     """A row's training time: every epoch's, across restarts, where the stage recorded it
     (``train_seconds``); otherwise the time this process spent on it."""
     return float(record["train_seconds"]) if record.get("train_seconds") else this_process
-
-
-def _stored_values(path: str | os.PathLike) -> int:
-    """Number of values in a ``.weights.h5`` file (every dataset in it)."""
-    import h5py
-
-    sizes = []
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda _, obj: sizes.append(obj.size) if isinstance(obj, h5py.Dataset) else None)
-    return int(sum(sizes))
 

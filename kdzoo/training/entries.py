@@ -22,6 +22,7 @@ from kdzoo.training.stages import (
     TrainingData,
     distill_kwargs,
     keras_model_path,
+    load_teacher,
     resolve_data,
     stage_name,
     train_student,
@@ -169,17 +170,23 @@ def train_zoo_config(
     epochs: int | None = None,
     command: str = "",
     verbose: int = 1,
+    teacher_weights: str | os.PathLike | None = None,
 ) -> dict[str, dict]:
     """Trains a config's teacher and its students, evaluates them, writes zoo entries.
 
-    Returns the metadata written for each entry name.
+    `teacher_weights` (a zoo entry folder or ``.weights.h5`` of this config's teacher)
+    reuses a trained teacher instead of training it; its entry is written again with
+    metrics measured now. Returns the metadata written for each entry name.
     """
     ks = tuple(ks or config.ks)
     base = card_metadata(config, data_dir, command)
     written: dict[str, dict] = {}
 
     data = TrainingData.resolve(config, data_dir)  # listed and counted once for every stage
-    teacher, record = train_teacher(config, data_dir, work_dir, epochs=epochs, verbose=verbose, data=data)
+    if teacher_weights is not None:
+        teacher, record = load_teacher(config, teacher_weights)
+    else:
+        teacher, record = train_teacher(config, data_dir, work_dir, epochs=epochs, verbose=verbose, data=data)
     teacher_name = config.teacher_name(tagged=True)
     teacher_metrics = _eval_all(teacher, config, data_dir, None)
     meta = dict(base, name=teacher_name, role="teacher", num_frames=config.spec.max_frames, sampler=None,

@@ -253,6 +253,45 @@ def train_teacher(
     return teacher, record
 
 
+def load_teacher(config: ZooConfig, path: str | os.PathLike) -> tuple[keras.Model, dict]:
+    """The config's teacher with trained weights (a zoo entry folder or a ``.weights.h5``).
+
+    Returns ``(teacher, record)``; the record carries the entry card's ``best_val_gap`` and
+    ``epochs_run`` when `path` is a zoo entry, and the weights' path and sha256. Raises
+    ValueError when the weights do not fit the config's teacher (Keras itself would load
+    a file of another architecture without an error).
+    """
+    path = pathlib.Path(path)
+    entry = path if path.is_dir() else None
+    weights = path / artifacts.WEIGHTS_FILE if entry else path
+    teacher = build_model(config.model_config("teacher"))
+    try:
+        stored = _stored_values(weights)
+        expected = sum(int(math.prod(w.shape)) for w in teacher.weights)
+        if stored != expected:
+            raise ValueError(f"the file holds {stored:,} values, the recipe's teacher has {expected:,}")
+        teacher.load_weights(weights)
+    except (ValueError, OSError, KeyError) as err:
+        raise ValueError(
+            f"Teacher weights {weights} do not fit the teacher of {config.path or 'this recipe'}: {err}. "
+            "Pass the weights of a teacher trained with this recipe, or leave them out to train it."
+        ) from err
+    card = artifacts.read_json(entry / artifacts.METADATA_FILE) if entry and (entry / artifacts.METADATA_FILE).is_file() else {}
+    record = {"best_val_gap": card.get("best_val_gap"), "epochs_run": card.get("epochs_run", 0),
+              "weights": str(weights), "weights_sha256": artifacts.sha256_of(weights)}
+    return teacher, record
+
+
+def _stored_values(path: str | os.PathLike) -> int:
+    """Number of values in a ``.weights.h5`` file (every dataset in it)."""
+    import h5py
+
+    sizes = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda _, obj: sizes.append(obj.size) if isinstance(obj, h5py.Dataset) else None)
+    return int(sum(sizes))
+
+
 def train_student(
     config: ZooConfig, k: int | None, teacher: keras.Model | None, data_dir, work_dir, *,
     train_sampler: str | None = None, seed: int | None = None, elastic: bool = False, epochs=None, verbose=1,
