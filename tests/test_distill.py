@@ -311,6 +311,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a fresh process with two CPU replicas; tests/test_distribute.py checks the strategy path by default
 def test_mirrored_strategy_two_cpu_replicas_loss_falls(tmp_path):
     script = tmp_path / "mirrored.py"
     script.write_text(MIRRORED_SCRIPT)
