@@ -248,15 +248,21 @@ def bench_training(make_distiller, step_flops: int, sizes: dict, learning_rate: 
     }
 
 
-def training_benchmarks(k: int, sizes: dict, seed: int) -> dict:
-    config = ZooConfig.from_file(ZOO_CONFIG)
+def _display_path(path: pathlib.Path) -> str:
+    """`path` relative to the repository when it lies inside it."""
+    path = pathlib.Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def training_benchmarks(k: int, sizes: dict, seed: int, config_path: pathlib.Path = ZOO_CONFIG) -> dict:
+    config = ZooConfig.from_file(config_path)
     lr = float(config.training["learning_rate"])
     teacher_config = config.model_config("teacher")
     student_config = config.model_config("student", k)
     f_t = profiling.flops(build_model(teacher_config), config.spec.max_frames)
     f_s = profiling.flops(build_model(student_config), k)
     out = {
-        "zoo_config": str(ZOO_CONFIG.relative_to(REPO_ROOT)),
+        "zoo_config": _display_path(config_path),
         "teacher_frames": config.spec.max_frames,
         "student_frames": k,
         "teacher_forward_flops_per_video": f_t,
@@ -295,6 +301,7 @@ def main(argv=None) -> int:
     parser.add_argument("--train-steps", type=int, default=None, help="timed steps per fit (default 50)")
     parser.add_argument("--train-repeats", type=int, default=None, help="timed fits (default 3)")
     parser.add_argument("--k", type=int, default=2, help="the student's frame count")
+    parser.add_argument("--config", type=pathlib.Path, default=ZOO_CONFIG, help="the zoo config of the pair")
     parser.add_argument("--matmul-size", type=int, default=None, help="default 2048")
     parser.add_argument("--matmul-repeats", type=int, default=None, help="default 10")
     parser.add_argument("--seed", type=int, default=0)
@@ -339,7 +346,7 @@ def main(argv=None) -> int:
         matmul = bench_matmul(sizes["matmul_size"], sizes["matmul_repeats"], args.seed)
         result["matmul"] = matmul
         print(f"matmul {matmul['size']}x{matmul['size']} float32: {matmul['flop_per_s'] / 1e9:.1f} GFLOP/s", flush=True)
-        training = training_benchmarks(args.k, sizes, args.seed)
+        training = training_benchmarks(args.k, sizes, args.seed, args.config)
         for role in ("teacher", "distillation"):
             row = training[role]
             row["fraction_of_matmul_flop_per_s"] = row["achieved_flop_per_s"] / matmul["flop_per_s"]
