@@ -13,11 +13,11 @@ DEMO_DATASET = "audioset"
 
 
 def _over_seeds(card: dict, kind: str) -> str | None:
-    """``mean ± std (n seeds)`` of a run kind's eval mAP in a card, None when it has one seed."""
+    """``mean ± std`` of a run kind's eval mAP over a card's seeds; None for one seed."""
     over = (card.get("map_over_seeds") or {}).get(kind)
     if not over or len(over["runs"]) < 2:
         return None
-    return f"{over['mean']:.4f} ± {over['std']:.4f} ({len(over['runs'])} seeds)"
+    return f"{over['mean']:.4f} ± {over['std']:.4f}"
 
 
 def baseline_rows(card: dict) -> list[tuple[str, str]]:
@@ -26,11 +26,11 @@ def baseline_rows(card: dict) -> list[tuple[str, str]]:
     if "baselines" in card:  # zoo v2: twins on random subsets and on the fixed uniform frames
         distilled = _over_seeds(card, "distilled")
         if distilled:
-            rows.append(("card map, distilled, over seeds", distilled))
-        for kind, what in (("no_teacher_random", "random subsets"), ("no_teacher_uniform", "fixed uniform frames")):
+            rows.append(("card map, distilled", distilled))
+        for kind, what in (("no_teacher_random", "random k"), ("no_teacher_uniform", "uniform k")):
             if kind in card["baselines"]:
                 value = _over_seeds(card, kind) or f"{card['baselines'][kind]['metrics']['map']:.4f}"
-                rows.append((f"card map, w/o teacher, {what}", value))
+                rows.append((f"card map, no teacher, {what}", value))
     elif "no_teacher" in card:  # v1: one twin on the card's own sampler
         rows.append(("card map, same student w/o teacher", f"{card['no_teacher']['metrics']['map']:.4f}"))
     return rows
@@ -81,9 +81,9 @@ def cost_table(title: str, cost: dict):
     from rich.table import Table
 
     table = Table(title=title)
-    table.add_column("")
-    table.add_column("teacher", justify="right")
-    table.add_column("student", justify="right")
+    table.add_column("", no_wrap=True)  # the row labels stay whole
+    table.add_column("teacher", justify="right", no_wrap=True)
+    table.add_column("student", justify="right", no_wrap=True)
     table.add_column("student / teacher", justify="right")
     t, s, r = cost["teacher"], cost["student"], cost["ratios"]
     table.add_row("frames seen", str(t["num_frames"]), str(s["num_frames"]),
@@ -169,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
         tv = cards["teacher"]["metrics"]["eval"][metric]
         sv = cards["student"]["metrics"]["eval"][metric]
         table.add_row(f"card {metric} (eval split)", f"{tv:.4f}", f"{sv:.4f}", f"{sv / tv:.3f}")
-    for label, value in baseline_rows(cards["student"]):
+    baselines = baseline_rows(cards["student"])
+    for label, value in baselines:
         table.add_row(label, "", value, "")
     for metric in ("gap", "map", "hit_at_one") if measured else ():
         tv, sv = measured["teacher"][metric], measured["student"][metric]
@@ -179,8 +180,11 @@ def run(args: argparse.Namespace) -> int:
     if e2e:
         print(end_to_end_headline(e2e))  # one line, unwrapped
     out.print(table)
+    runs = len(((cards["student"].get("map_over_seeds") or {}).get("distilled") or {}).get("runs", ()))
+    spread = f" A ± value is the mean ± std over the card's {runs} seeds." if runs > 1 else ""
     out.print(f"Device: {cost['teacher']['latency'][1]['device']}. 'card' rows come from the entries' "
-              "metadata.json; pass --data GLOB to measure on your own TFRecords.")
+              f"metadata.json; pass --data GLOB to measure on your own TFRecords.{spread}")
     if args.json:
-        print(json.dumps({"cost": cost, "end_to_end": e2e, "measured": measured}, indent=2, default=str))
+        print(json.dumps({"cost": cost, "end_to_end": e2e, "measured": measured, "card_baselines": dict(baselines)},
+                         indent=2, default=str))
     return 0
