@@ -276,7 +276,8 @@ def load_teacher(config: ZooConfig, path: str | os.PathLike) -> tuple[keras.Mode
             f"Teacher weights {weights} do not fit the teacher of {config.path or 'this recipe'}: {err}. "
             "Pass the weights of a teacher trained with this recipe, or leave them out to train it."
         ) from err
-    card = artifacts.read_json(entry / artifacts.METADATA_FILE) if entry and (entry / artifacts.METADATA_FILE).is_file() else {}
+    card_file = entry / artifacts.METADATA_FILE if entry else None
+    card = artifacts.read_json(card_file) if card_file and card_file.is_file() else {}
     record = {"best_val_gap": card.get("best_val_gap"), "epochs_run": card.get("epochs_run", 0),
               "weights": str(weights), "weights_sha256": artifacts.sha256_of(weights)}
     return teacher, record
