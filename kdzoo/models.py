@@ -7,9 +7,10 @@ profiler rely on:
   where ``mask`` is 1 for real frames and 0 for padding at the end of a video;
 * outputs ``{"embedding": (batch, embedding_size), "predictions": (batch, num_classes)}``,
   the video embedding E and the sigmoid class probabilities P (both float32, also
-  under a ``mixed_float16`` policy); with ``"intermediate": True`` (VLAD families) also
-  ``"intermediate": (batch, descriptor_size)``, the aggregator's normalised VLAD matrix
-  before its projection (``INTERMEDIATE_FAMILIES``).
+  under a ``mixed_float16`` policy); with ``"intermediate": True`` (``INTERMEDIATE_FAMILIES``)
+  also ``"intermediate": (batch, descriptor_size)``: for the VLAD families the aggregator's
+  normalised VLAD matrix before its projection, for H-RNN the mean of its block encodings
+  (batch, units).
 
 The model is a `VideoClassifier`: a functional ``keras.Model`` whose ``compile``/``fit``
 treat it as the classifier it is, so that pre-training a teacher on labels is the usual
@@ -52,7 +53,7 @@ from kdzoo import layers as kd_layers
 
 FAMILIES = ("netvlad", "nextvlad", "hrnn", "lstm", "gru", "pooling")
 #: Families whose aggregator exposes an intermediate representation (``"intermediate": True``).
-INTERMEDIATE_FAMILIES = ("netvlad", "nextvlad")
+INTERMEDIATE_FAMILIES = ("netvlad", "nextvlad", "hrnn")
 
 _DEFAULT_AGGREGATOR = {
     "netvlad": {"num_clusters": 32, "output_size": 256},

@@ -1,12 +1,13 @@
 """The intermediate representation a student can be taught to match: the VLAD layers'
-normalised descriptor, the models' "intermediate" output and the Distiller's L_inter."""
+normalised descriptor, the H-RNN's mean block encoding, the models' "intermediate" output
+and the Distiller's L_inter."""
 
 import keras
 import numpy as np
 import pytest
 
 from kdzoo.distillation import Distiller
-from kdzoo.layers import NetVLAD, NeXtVLAD
+from kdzoo.layers import HierarchicalRNN, NetVLAD, NeXtVLAD
 from kdzoo.models import build_model
 from layer_testing import padded_batch, randomize_weights
 
@@ -61,15 +62,37 @@ def test_nextvlad_descriptor_is_the_unprojected_output():
     np.testing.assert_allclose(output, projected(frames, mask=mask), atol=1e-6)
 
 
+def test_hrnn_descriptor_is_the_mean_of_the_real_blocks_final_states():
+    rng = np.random.default_rng(5)
+    layer = HierarchicalRNN(units=3, block_size=2, cell="gru")
+    layer.build((None, None, DIM))
+    randomize_weights(layer, rng)
+    lengths = [5, 2, 1]  # 3 blocks (the last one half real), 1 block, 1 half-real block
+    frames, mask = padded_batch(rng, lengths, 6, DIM)
+    output, descriptor = layer(frames, mask=mask, return_descriptor=True)
+    expected = []
+    for video, length in zip(frames, lengths):
+        # Each block's encoding: the lower GRU run over that block's real frames only.
+        states = [layer.lower_rnn(video[None, start:min(start + 2, length)]).numpy()[0]
+                  for start in range(0, length, 2)]
+        expected.append(np.mean(states, axis=0))
+    np.testing.assert_allclose(descriptor, np.array(expected), atol=1e-5)
+    np.testing.assert_allclose(output, layer(frames, mask=mask), atol=1e-6)
+    with_mean = HierarchicalRNN(units=3, block_size=2, cell="gru", block_mean=True)
+    with_mean.build((None, None, DIM))
+    with_mean.set_weights(layer.get_weights())
+    np.testing.assert_allclose(with_mean(frames, mask=mask)[:, 3:], descriptor, atol=1e-6)
+
+
 def model_config(family="netvlad", num_frames=None, name="m", intermediate=True):
     aggregator = {"netvlad": {"num_clusters": 3, "output_size": 4},
                   "nextvlad": {"num_clusters": 3, "expansion": 2, "groups": 2, "output_size": 4},
-                  "hrnn": {"units": 4, "block_size": 2}}[family]
+                  "hrnn": {"units": 4, "block_size": 2}, "gru": {"units": 4}}[family]
     return {"family": family, "feature_size": DIM, "num_classes": 5, "num_frames": num_frames, "aggregator": aggregator,
             "intermediate": intermediate, "name": name}
 
 
-@pytest.mark.parametrize("family", ["netvlad", "nextvlad"])
+@pytest.mark.parametrize("family", ["netvlad", "nextvlad", "hrnn"])
 def test_model_intermediate_output_round_trips(tmp_path, family):
     model = build_model(model_config(family))
     rng = np.random.default_rng(2)
@@ -88,7 +111,7 @@ def test_model_intermediate_output_round_trips(tmp_path, family):
 
 def test_families_without_an_intermediate_representation_say_so():
     with pytest.raises(ValueError, match="no intermediate representation"):
-        build_model(model_config("hrnn"))
+        build_model(model_config("gru"))
 
 
 def test_intermediate_loss_matches_numpy_and_adds_to_the_total():

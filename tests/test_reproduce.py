@@ -72,8 +72,9 @@ def test_grid_has_the_papers_rows():
         "k5/parallel/rep", "k5/parallel/rep+ce", "k5/parallel/rep+pred+ce", "k5/serial/rep", "k5/serial/pred",
         "k5/serial/rep+ce", "k5/serial/pred+ce", "k5/serial/rep+pred+ce", "k5/serial/rep+pred+ce+inter"]
     assert len(rows) == 1 + 2 * (6 + 8 + 1)
-    assert not [r for r in reproduce.grid("hrnn", [2]) if "inter" in r.losses]
-    assert len(reproduce.grid("hrnn", [2])) == 1 + 6 + 8
+    assert [r.id for r in reproduce.grid("hrnn", [2]) if "inter" in r.losses] == ["k2/serial/rep+pred+ce+inter"]
+    assert not [r for r in reproduce.grid("gru", [2]) if "inter" in r.losses]
+    assert len(reproduce.grid("gru", [2])) == 1 + 6 + 8
 
 
 def test_select_and_paper_ks(tiny):

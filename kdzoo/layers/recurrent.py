@@ -148,6 +148,11 @@ class HierarchicalRNN(keras.layers.Layer):
             1 for real frames and 0 for trailing padding. `None` means all
             real.
         training: Python boolean, passed to the RNN layers.
+        return_descriptor: Python boolean. If `True`, the call returns
+            `(output, descriptor)`, where `descriptor` is the `(batch, units)`
+            mean of the real blocks' encodings (the lower RNN's final states):
+            the intermediate representation a student can be taught to match,
+            whatever its own number of blocks.
 
     Input shape:
         3D tensor `(batch, frames, features)`; `frames` may be `None`.
@@ -204,7 +209,7 @@ class HierarchicalRNN(keras.layers.Layer):
         self.lower_rnn.build((None, self.block_size, feature_dim))
         self.upper_rnn.build((input_shape[0], None, self.units))
 
-    def call(self, inputs, mask=None, training=None):
+    def call(self, inputs, mask=None, training=None, return_descriptor=False):
         feature_dim = inputs.shape[-1]
         mask = _bool_mask(inputs, mask)
         shape = ops.shape(inputs)
@@ -225,12 +230,20 @@ class HierarchicalRNN(keras.layers.Layer):
         )
         # Upper level: runs over the blocks that hold a real frame.
         top = _run_masked(self.upper_rnn, block_states, block_mask, training)
-        if not self.block_mean:
+        if not (self.block_mean or return_descriptor):
             return top
         weights = ops.cast(block_mask, block_states.dtype)  # (B, num_blocks)
         total = ops.sum(block_states * ops.expand_dims(weights, -1), axis=1)
         count = ops.maximum(ops.sum(weights, axis=1, keepdims=True), 1.0)
-        return ops.concatenate([top, total / count], axis=-1)
+        mean_block = total / count  # (B, units)
+        output = ops.concatenate([top, mean_block], axis=-1) if self.block_mean else top
+        return (output, mean_block) if return_descriptor else output
+
+    def compute_output_spec(self, inputs, mask=None, training=None, return_descriptor=False):
+        output = keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
+        if not return_descriptor:
+            return output
+        return output, keras.KerasTensor((inputs.shape[0], self.units), dtype=self.compute_dtype)
 
     def compute_mask(self, inputs, mask=None):
         # The frame axis is reduced away, so there is no mask to propagate.
