@@ -12,24 +12,15 @@ import json
 import sys
 
 from kdzoo.zoo import get_registry
-
-
-def _mean_std(card, kind: str, fallback: float | None = None) -> str:
-    """``mean ± std (n seeds)`` of a run kind's eval mAP, or the single value."""
-    over = (card.get("map_over_seeds") or {}).get(kind)
-    if over and len(over["runs"]) > 1:
-        return f"{over['mean']:.4f} ± {over['std']:.4f} ({len(over['runs'])} seeds)"
-    if over:
-        return f"{over['mean']:.4f}"
-    return "–" if fallback is None else f"{fallback:.4f}"
+from kdzoo.zoo.cards import map_over_seeds
 
 
 def _baselines(card) -> tuple[str, str, str]:
     """(no teacher + random subsets, no teacher + fixed uniform frames, verdict) cells."""
     if "baselines" in card:
         base = card["baselines"]
-        random_ = _mean_std(card, "no_teacher_random") if "no_teacher_random" in base else "–"
-        uniform = _mean_std(card, "no_teacher_uniform") if "no_teacher_uniform" in base else "–"
+        random_ = map_over_seeds(card, "no_teacher_random", show_count=True) or "–"
+        uniform = map_over_seeds(card, "no_teacher_uniform", show_count=True) or "–"
         gains = card.get("distillation_gain_map") or {}
         verdict = "; ".join(
             f"vs {kind.removeprefix('no_teacher_')}: {g['gain']:+.4f} ({g['verdict']})" for kind, g in gains.items()
@@ -55,7 +46,7 @@ def render(pattern: str = "*") -> str:
         if card["role"] == "student":
             random_, uniform, verdict = _baselines(card)
             ratio = f"{card['teacher_ratio']['flops']:.3f}"
-            quality = _mean_std(card, "distilled", ev["map"])
+            quality = map_over_seeds(card, "distilled", show_count=True) or f"{ev['map']:.4f}"
             if card.get("elastic_k"):
                 low, high = card["elastic_k"]
                 frames = f"any ({low}–{high}); shown: {high}"

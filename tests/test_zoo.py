@@ -172,3 +172,17 @@ def test_shipped_weights_stay_within_the_zoo_budget():
     sizes = {name: registry.resolve(name).entry_dir.joinpath("model.weights.h5").stat().st_size for name in SHIPPED}
     assert SHIPPED and all(size > 0 for size in sizes.values())
     assert sum(sizes.values()) <= 80 * 2**20, sorted(sizes.items(), key=lambda item: -item[1])[:5]
+
+
+def test_map_over_seeds_formats_a_cards_spread():
+    from kdzoo.zoo.cards import map_over_seeds
+
+    runs = [0.2, 0.21, 0.22]
+    card = {"map_over_seeds": {"distilled": {"mean": float(np.mean(runs)), "std": float(np.std(runs)), "runs": runs},
+                               "no_teacher_random": {"mean": 0.19, "std": 0.0, "runs": [0.19]}}}
+    assert map_over_seeds(card, "distilled") == "0.2100 ± 0.0082"
+    assert map_over_seeds(card, "distilled", show_count=True) == "0.2100 ± 0.0082 (3 seeds)"
+    assert map_over_seeds(card, "no_teacher_random") == "0.1900"
+    assert map_over_seeds(card, "no_teacher_random", min_runs=2) is None
+    assert map_over_seeds(card, "no_teacher_uniform") is None
+    assert map_over_seeds({}, "distilled") is None

@@ -6,30 +6,23 @@ import argparse
 import json
 
 from kdzoo.cli._common import console
+from kdzoo.zoo.cards import map_over_seeds
 
 DEMO_FAMILY = "netvlad"
 DEMO_K = 2
 DEMO_DATASET = "audioset"
 
 
-def _over_seeds(card: dict, kind: str) -> str | None:
-    """``mean ± std`` of a run kind's eval mAP over a card's seeds; None for one seed."""
-    over = (card.get("map_over_seeds") or {}).get(kind)
-    if not over or len(over["runs"]) < 2:
-        return None
-    return f"{over['mean']:.4f} ± {over['std']:.4f}"
-
-
 def baseline_rows(card: dict) -> list[tuple[str, str]]:
     """(label, mAP) rows for a student card's seed spread and no-teacher twins (v1 and v2 cards)."""
     rows = []
     if "baselines" in card:  # zoo v2: twins on random subsets and on the fixed uniform frames
-        distilled = _over_seeds(card, "distilled")
+        distilled = map_over_seeds(card, "distilled", min_runs=2)
         if distilled:
             rows.append(("card map, distilled", distilled))
         for kind, what in (("no_teacher_random", "random k"), ("no_teacher_uniform", "uniform k")):
             if kind in card["baselines"]:
-                value = _over_seeds(card, kind) or f"{card['baselines'][kind]['metrics']['map']:.4f}"
+                value = map_over_seeds(card, kind, min_runs=2) or f"{card['baselines'][kind]['metrics']['map']:.4f}"
                 rows.append((f"card map, no teacher, {what}", value))
     elif "no_teacher" in card:  # v1: one twin on the card's own sampler
         rows.append(("card map, same student w/o teacher", f"{card['no_teacher']['metrics']['map']:.4f}"))
