@@ -53,8 +53,9 @@ def render(pattern: str = "*") -> str:
                 quality = f"{ev['map']:.4f}"
         else:
             random_, uniform, verdict, ratio, quality = "–", "–", "–", "1", f"{ev['map']:.4f}"
+        taught = f" (taught by `{card['distilled_from']['name']}`)" if card.get("distilled_from") else ""
         lines.append(
-            f"| `{name}` | {frames} | {quality} | {ev['gap']:.4f} | {ev['hit_at_one']:.4f} "
+            f"| `{name}`{taught} | {frames} | {quality} | {ev['gap']:.4f} | {ev['hit_at_one']:.4f} "
             f"| {random_} | {uniform} | {verdict} | {card['params']:,} | {card['flops']:,} | {ratio} |"
         )
     for name in names:

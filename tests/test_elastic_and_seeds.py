@@ -84,6 +84,8 @@ def test_stage_names():
     assert stage_name(True, "random") == "distilled"
     assert stage_name(False, "uniform") == "no_teacher_uniform"
     assert stage_name(False, "random", 2) == "no_teacher_random_seed2"
+    assert stage_name(True, "random", 1, "nextvlad_teacher.audioset") == "distilled_from_nextvlad_teacher.audioset_seed1"
+    assert stage_name(False, "random", None, "nextvlad_teacher.audioset") == "no_teacher_random"
 
 
 def test_run_summaries_claim_a_gain_only_beyond_twice_the_spread():

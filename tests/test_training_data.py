@@ -175,3 +175,79 @@ def test_kdzoo_train_reuses_a_trained_teacher(tmp_path, monkeypatch, capsys):
     assert main([*args, "--teacher-weights", str(tmp_path / "other.weights.h5")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "do not fit the teacher of" in err[0] and "values" in err[0], err
+
+
+HRNN_YAML = """
+family: hrnn
+dataset: audioset
+k: [2]
+model:
+  aggregator: {units: 4, block_size: 5, cell: gru}
+  head: {num_mixtures: 1}
+"""
+
+
+def test_kdzoo_train_distills_the_students_from_another_zoo_entry(tmp_path, monkeypatch):
+    """``distill_from``: the students learn from another family's shipped teacher; the recipe's
+    own teacher is still trained and written, and the cards say which teacher taught them."""
+    from kdzoo.zoo import artifacts
+
+    write_audioset_train(tmp_path / "data" / "audioset", VIDEOS, 2)
+    configs, shipped = tmp_path / "zoo_configs", tmp_path / "pretrained"
+    configs.mkdir()
+    (configs / "hrnn.audioset.yaml").write_text(HRNN_YAML)
+    recipe = configs / "netvlad.audioset.yaml"
+    recipe.write_text(TRAIN_YAML + "distill_from: hrnn_teacher.audioset\n")
+    monkeypatch.setenv("KDZOO_ZOO_CONFIGS", str(configs))
+    monkeypatch.setenv("KDZOO_PRETRAINED", str(shipped))
+    other = ZooConfig.from_file(configs / "hrnn.audioset.yaml")
+    source = build_model(other.model_config("teacher"))
+    written = artifacts.write_entry(shipped / "hrnn_teacher.audioset", source, other.model_config("teacher"),
+                                    {"metrics": {"eval": {"map": 0.3}}})
+    seen = {}
+
+    def fit_stage(distiller, train_ds, val_ds, run_dir, **kwargs):
+        seen[pathlib.Path(run_dir).name] = None if distiller.teacher is None else distiller.teacher.name
+        return {"epochs_run": 0, "best_val_gap": None, "history": {}}
+
+    monkeypatch.setattr(stages, "fit_stage", fit_stage)
+    out = tmp_path / "out"
+    assert main(["train", str(recipe), "--data-dir", str(tmp_path / "data"), "--work-dir", str(tmp_path / "runs"),
+                 "--out", str(out), "--epochs", "1", "--progress", "0"]) == 0
+    # The recipe's teacher trains on labels; the distilled student learns from the H-RNN entry
+    # (in a run folder of its own); the no-teacher twin from nobody.
+    assert seen == {"teacher": None, "distilled_from_hrnn_teacher.audioset": "hrnn_teacher",
+                    "no_teacher_uniform": None}
+    card = yaml.safe_load((out / "netvlad_student_k2.audioset" / "metadata.json").read_text())
+    assert card["teacher"] == "netvlad_teacher.audioset"  # paired with and costed against its own family's
+    assert card["distilled_from"] == {"name": "hrnn_teacher.audioset", "family": "hrnn", "eval_map": 0.3,
+                                      "sha256": written["sha256"]}
+    assert "distilled_from" not in yaml.safe_load((out / "netvlad_teacher.audioset" / "metadata.json").read_text())
+    # The reproduce grid's rows learn from the recipe's own teacher: distill_from leaves them as they are.
+    from kdzoo.reproduce.setting import config_fingerprint
+    plain = ZooConfig.from_dict({**yaml.safe_load(TRAIN_YAML)}, path=str(recipe))
+    assert config_fingerprint(ZooConfig.from_file(recipe)) == config_fingerprint(plain)
+
+
+def test_distill_from_must_take_the_recipes_frames(tmp_path, monkeypatch, capsys):
+    from kdzoo.zoo import artifacts
+
+    write_audioset_train(tmp_path / "data" / "audioset", VIDEOS, 2)
+    configs, shipped = tmp_path / "zoo_configs", tmp_path / "pretrained"
+    configs.mkdir()
+    (configs / "hrnn.yt8m.yaml").write_text(HRNN_YAML.replace("audioset", "yt8m").replace("k: [2]", "k: [10]"))
+    recipe = configs / "netvlad.audioset.yaml"
+    recipe.write_text(TRAIN_YAML + "distill_from: hrnn_teacher.yt8m\n")
+    monkeypatch.setenv("KDZOO_ZOO_CONFIGS", str(configs))
+    monkeypatch.setenv("KDZOO_PRETRAINED", str(shipped))
+    other = ZooConfig.from_file(configs / "hrnn.yt8m.yaml")
+    artifacts.write_entry(shipped / "hrnn_teacher.yt8m", build_model(other.model_config("teacher")),
+                          other.model_config("teacher"), {})
+    monkeypatch.setattr(stages, "fit_stage", lambda *a, **k: {"epochs_run": 0, "best_val_gap": None, "history": {}})
+    capsys.readouterr()
+    assert main(["train", str(recipe), "--data-dir", str(tmp_path / "data"), "--work-dir", str(tmp_path / "runs"),
+                 "--out", str(tmp_path / "out"), "--epochs", "1", "--progress", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "distill_from: hrnn_teacher.yt8m takes (300, 1152) frames" in err and "same data" in err, err
+    with pytest.raises(ValueError, match="'distill_from' to name a zoo entry"):
+        ZooConfig.from_dict({**yaml.safe_load(TRAIN_YAML), "distill_from": ["a", "b"]})

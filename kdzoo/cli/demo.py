@@ -16,6 +16,9 @@ DEMO_DATASET = "audioset"
 def baseline_rows(card: dict) -> list[tuple[str, str]]:
     """(label, mAP) rows for a student card's seed spread and no-teacher twins (v1 and v2 cards)."""
     rows = []
+    source = card.get("distilled_from")
+    if source:  # a teacher of another family taught the student
+        rows.append(("card: distilled from", f"{source['name']} (mAP {source['eval_map']:.4f})"))
     if "baselines" in card:  # zoo v2: twins on random subsets and on the fixed uniform frames
         distilled = map_over_seeds(card, "distilled", min_runs=2)
         if distilled:

@@ -13,7 +13,8 @@ from kdzoo.zoo.config import ZooConfig
 
 # The data's location, the k list, the elastic student, the `kdzoo tune` search space and the
 # zoo's own seed list change no row.
-_NOT_FINGERPRINTED = ("path", "data", "frames", "ks", "elastic", "tune")
+# The grid's rows learn from the recipe's own teacher (the paper's setting): distill_from does not apply.
+_NOT_FINGERPRINTED = ("path", "data", "frames", "ks", "elastic", "tune", "distill_from")
 
 
 def config_fingerprint(config: ZooConfig) -> str:

@@ -21,6 +21,7 @@ from kdzoo.evaluation import predict_files, score
 from kdzoo.training.stages import (
     TrainingData,
     distill_kwargs,
+    distilling_teacher,
     keras_model_path,
     load_teacher,
     resolve_data,
@@ -87,12 +88,13 @@ def _curve_point(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def _student_runs(config: ZooConfig, k: int, teacher, data_dir, work_dir, baselines: bool, epochs, verbose,
-                  data: TrainingData):
+                  data: TrainingData, teacher_name: str | None = None):
     """Every run of the k-frame student: ``{kind: [(model, record, metrics) per seed]}``.
 
     Kinds: ``distilled`` (the config's train sampler), and with `baselines` the no-teacher
     twins ``no_teacher_<train_sampler>`` and ``no_teacher_<sampler>`` (the paper's fixed
     frames). The first seed is the config's ``training.seed``: its distilled model ships.
+    `teacher_name`: the entry `teacher` is when it is not the recipe's own (``distill_from``).
     """
     kinds = [("distilled", teacher, config.train_sampler)]
     if baselines:
@@ -103,7 +105,7 @@ def _student_runs(config: ZooConfig, k: int, teacher, data_dir, work_dir, baseli
         for seed in config.seeds_for(k):
             model, record = train_student(
                 config, k, run_teacher, data_dir, work_dir, train_sampler=sampler, seed=seed,
-                epochs=epochs, verbose=verbose, data=data,
+                epochs=epochs, verbose=verbose, data=data, teacher_name=teacher_name if run_teacher else None,
             )
             runs.setdefault(kind, []).append((model, record, _eval_all(model, config, data_dir, k)))
     return runs
@@ -176,7 +178,10 @@ def train_zoo_config(
 
     `teacher_weights` (a zoo entry folder or ``.weights.h5`` of this config's teacher)
     reuses a trained teacher instead of training it; its entry is written again with
-    metrics measured now. Returns the metadata written for each entry name.
+    metrics measured now. With the config's ``distill_from`` the students learn from that
+    zoo entry instead; their cards name it (``distilled_from``) and still pair them with,
+    and cost them against, the recipe's own teacher. Returns the metadata written for
+    each entry name.
     """
     ks = tuple(ks or config.ks)
     base = card_metadata(config, data_dir, command)
@@ -199,10 +204,15 @@ def train_zoo_config(
         pathlib.Path(out_dir) / teacher_name, teacher, config.model_config("teacher"), meta
     )
     artifacts.atomic_save_model(teacher, keras_model_path(work_dir, config.teacher_name(tagged=True)))
+    source, source_name = teacher, None  # what the students learn from
+    if config.distill_from:
+        source, summary = distilling_teacher(config)
+        source_name = summary["name"]
+        base = dict(base, distilled_from=summary)  # on every student card below
 
     for k in ks:
         name = config.student_name(k, tagged=True)
-        runs = _student_runs(config, k, teacher, data_dir, work_dir, baselines, epochs, verbose, data)
+        runs = _student_runs(config, k, source, data_dir, work_dir, baselines, epochs, verbose, data, source_name)
         student, record, metrics = runs["distilled"][0]
         meta = dict(base, name=name, role="student", num_frames=k, sampler=config.sampler,
                     train_sampler=config.train_sampler, teacher=teacher_name,
@@ -218,7 +228,8 @@ def train_zoo_config(
     if config.elastic and train_elastic:
         name = config.elastic_name(tagged=True)
         student, record = train_student(
-            config, None, teacher, data_dir, work_dir, elastic=True, epochs=epochs, verbose=verbose, data=data
+            config, None, source, data_dir, work_dir, elastic=True, epochs=epochs, verbose=verbose, data=data,
+            teacher_name=source_name,
         )
         low, high = config.elastic
         curve = {k: _eval_all(student, config, data_dir, k) for k in range(low, high + 1)}

@@ -283,6 +283,31 @@ def load_teacher(config: ZooConfig, path: str | os.PathLike) -> tuple[keras.Mode
     return teacher, record
 
 
+def distilling_teacher(config: ZooConfig) -> tuple[keras.Model, dict[str, Any]]:
+    """The zoo entry ``distill_from`` names, loaded (its sha256 checked), and its card summary.
+
+    Returns ``(model, {"name", "family", "eval_map", "sha256"})``. Raises ValueError when the
+    entry does not take this recipe's frames (feature width, frame count) or predict its classes.
+    """
+    from kdzoo.zoo import get_registry
+
+    registry = get_registry()
+    model = registry.load(config.distill_from)
+    card = registry.model_card(config.distill_from)
+    spec = config.spec
+    frames = model.input["frames"].shape
+    classes = model.output["predictions"].shape[-1]
+    if frames[-1] != spec.feature_size or frames[1] not in (None, spec.max_frames) or classes != spec.num_classes:
+        raise ValueError(
+            f"distill_from: {card['name']} takes ({frames[1]}, {frames[-1]}) frames and predicts {classes} "
+            f"classes; {config.path or 'this recipe'} has ({spec.max_frames}, {spec.feature_size}) and "
+            f"{spec.num_classes}. Name an entry trained on the same data."
+        )
+    evaluated = (card.get("metrics") or {}).get("eval") or {}
+    return model, {"name": card["name"], "family": card["family"], "eval_map": evaluated.get("map"),
+                   "sha256": card.get("sha256")}
+
+
 def _stored_values(path: str | os.PathLike) -> int:
     """Number of values in a ``.weights.h5`` file (every dataset in it)."""
     import h5py
@@ -296,7 +321,7 @@ def _stored_values(path: str | os.PathLike) -> int:
 def train_student(
     config: ZooConfig, k: int | None, teacher: keras.Model | None, data_dir, work_dir, *,
     train_sampler: str | None = None, seed: int | None = None, elastic: bool = False, epochs=None, verbose=1,
-    strategy: tf.distribute.Strategy | None = None, data: TrainingData | None = None,
+    strategy: tf.distribute.Strategy | None = None, data: TrainingData | None = None, teacher_name: str | None = None,
 ) -> tuple[keras.Model, dict]:
     """Trains the k-frame student, distilled from `teacher` or (teacher=None) on labels alone.
 
@@ -308,6 +333,8 @@ def train_student(
         elastic: train the config's elastic student (`k` is ignored: each step draws k
             from ``elastic.k``; validation uses the middle of that span).
         strategy, data: as in `train_teacher`.
+        teacher_name: the zoo entry `teacher` is, when it is not the recipe's own teacher
+            (``distill_from``): the run gets its own folder.
 
     Returns ``(student, done record)``.
     """
@@ -334,7 +361,7 @@ def train_student(
             train_k=config.elastic if elastic else None, seed=seed,
             **_metric_kwargs(data, strategy), **kwargs,
         )
-    stage = stage_name(teacher is not None, train_sampler, seed if seed != base_seed else None)
+    stage = stage_name(teacher is not None, train_sampler, seed if seed != base_seed else None, teacher_name)
     record = _fit(
         distiller, config, data, pathlib.Path(work_dir) / name / stage,
         epochs=epochs or int(t.get("student_epochs") or t["epochs"]), verbose=verbose, strategy=strategy, seed=seed,
@@ -388,7 +415,8 @@ def _fit(distiller: Distiller, config: ZooConfig, data: TrainingData, run_dir: p
     )
 
 
-def stage_name(distilled: bool, train_sampler: str, seed: int | None = None) -> str:
-    """Run folder of a student stage: ``distilled`` or ``no_teacher_<sampler>``, ``_seed<s>``."""
-    name = "distilled" if distilled else f"no_teacher_{train_sampler}"
+def stage_name(distilled: bool, train_sampler: str, seed: int | None = None, teacher: str | None = None) -> str:
+    """Run folder of a student stage: ``distilled`` (``distilled_from_<entry>`` with another
+    `teacher` than the recipe's) or ``no_teacher_<sampler>``, then ``_seed<s>``."""
+    name = (f"distilled_from_{teacher}" if teacher else "distilled") if distilled else f"no_teacher_{train_sampler}"
     return name if seed is None else f"{name}_seed{seed}"

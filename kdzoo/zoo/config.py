@@ -16,6 +16,9 @@ for every k in ``k``. Keys::
     student: {...}                  # overrides for the students
     students: {2: {...}}            # optional: overrides for the student with that k only
     distillation: {...}             # Distiller keyword arguments (mode, loss weights)
+    distill_from: nextvlad_teacher.audioset  # optional: the students learn from this zoo entry (a
+                                    #   stronger teacher of another family, say) instead of the
+                                    #   recipe's own teacher, which is still trained and shipped
     training: {...}                 # epochs, student_epochs, batch_size, learning_rate, student_learning_rate, validation_fraction, patience
     data: {train: GLOB, eval: GLOB} # relative to --data-dir, or absolute / gs:// paths
     tune: {...}                     # optional: the `kdzoo tune` search space (`ZooConfig.tune`; parsed
@@ -61,7 +64,7 @@ TRAINING_DEFAULTS = {
 
 _KEYS = {
     "family", "dataset", "name", "k", "sampler", "train_sampler", "elastic", "model", "teacher", "student", "students", "distillation", "training",
-    "data", "tune",
+    "data", "tune", "distill_from",
 }
 # Model keys whose overrides are merged key by key instead of replaced.
 _MERGED_KEYS = ("aggregator", "head")
@@ -97,6 +100,7 @@ class ZooConfig:
     data: Mapping[str, Any]
     tune: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the `kdzoo tune` search space, as written
     path: str | None = None
+    distill_from: str | None = None  # a zoo entry the students learn from instead of the recipe's teacher
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], path: str | None = None) -> "ZooConfig":
@@ -155,6 +159,10 @@ class ZooConfig:
             raise ValueError(f"Expected 'tune' to be a mapping (the `kdzoo tune` search space){where}. Received: {tune!r}")
         training = dict(TRAINING_DEFAULTS)
         training.update(raw.get("training") or {})
+        distill_from = raw.get("distill_from")
+        if distill_from is not None and (not isinstance(distill_from, str) or not distill_from.strip()):
+            raise ValueError(f"Expected 'distill_from' to name a zoo entry, e.g. nextvlad_teacher.audioset{where}. "
+                             f"Received: distill_from={distill_from!r}")
         return cls(
             family=family,
             dataset=tag,
@@ -172,6 +180,7 @@ class ZooConfig:
             data=dict(raw.get("data") or {}),
             tune=copy.deepcopy(dict(tune)),
             path=path,
+            distill_from=distill_from,
         )
 
     @classmethod
