@@ -24,6 +24,7 @@ BLOCKS = {
     "REPRODUCE_TABLE": [sys.executable, "-m", "kdzoo.reproduce", "benchmarks/results/cpu/reproduce_netvlad.audioset.json"],
     "REPRODUCE_TABLE_NEXTVLAD": [sys.executable, "-m", "kdzoo.reproduce",
                                  "benchmarks/results/cpu/reproduce_nextvlad.audioset.json"],
+    "REPRODUCE_TABLE_HRNN": [sys.executable, "-m", "kdzoo.reproduce", "benchmarks/results/cpu/reproduce_hrnn.audioset.json"],
 }
 
 
