@@ -6,7 +6,6 @@ import argparse
 import json
 
 from kdzoo.cli._common import console
-from kdzoo.zoo.cards import map_over_seeds
 
 DEMO_FAMILY = "netvlad"
 DEMO_K = 2
@@ -15,6 +14,7 @@ DEMO_DATASET = "audioset"
 
 def baseline_rows(card: dict) -> list[tuple[str, str]]:
     """(label, mAP) rows for a student card's seed spread and no-teacher twins (v1 and v2 cards)."""
+    from kdzoo.zoo.cards import map_over_seeds  # kdzoo.zoo loads TensorFlow: not at `kdzoo --help`
     rows = []
     source = card.get("distilled_from")
     if source:  # a teacher of another family taught the student
