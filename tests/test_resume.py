@@ -42,6 +42,7 @@ def _env():
     return {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
 
 
+@pytest.mark.slow  # about 50 s on 2 cores: in `pytest -m slow`
 def test_sigkill_then_rerun_resumes_teacher(tmp_path):
     data_dir, work_dir = tmp_path / "data", tmp_path / "runs"
     write_audioset(data_dir / "audioset")

@@ -146,6 +146,7 @@ def test_tune_config_parsing_and_errors(tmp_path):
 
 
 # ----------------------------------------------------------------------------- search
+@pytest.mark.slow  # about 50 s on 2 cores: in `pytest -m slow`
 def test_end_to_end_bayesian_search(tmp_path, data_dir):
     if importlib.util.find_spec("sklearn") is None:
         pytest.skip("keras-tuner's BayesianOptimization needs scikit-learn (pip install scikit-learn)")
