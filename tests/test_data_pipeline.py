@@ -14,6 +14,7 @@ from kdzoo.data import (
     iterate,
     list_files,
     make_dataset,
+    pipeline_options,
     validate_records,
 )
 from kdzoo.sampling import sample_indices_numpy
@@ -128,6 +129,17 @@ def test_shuffle_keeps_all(tmp_path):
     ids = sorted(i.decode() for x, _ in ds for i in x["id"].numpy())
     assert ids == sorted(f"vid{10 * i + v}" for i in range(3) for v in range(5))
     assert count_records(files) == 15
+
+
+def test_autotuner_is_off_unless_options_say_otherwise(good_file):
+    # With it on, dropping each epoch's iterator waits for its thread (bench_epoch_overhead.py).
+    default = make_dataset(str(good_file), SPEC, 2, shuffle=True, seed=1)
+    assert default.options().autotune.enabled is False
+    on = make_dataset(str(good_file), SPEC, 2, options=pipeline_options(autotune=True))
+    assert on.options().autotune.enabled is True
+    # The options change how the pipeline runs, never what it yields.
+    assert [x["frames"].numpy().tolist() for x, _ in on] == [
+        x["frames"].numpy().tolist() for x, _ in make_dataset(str(good_file), SPEC, 2)]
 
 
 def test_video_level(tmp_path):

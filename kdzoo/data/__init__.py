@@ -6,7 +6,7 @@ One job a module: ``spec`` (what records look like, ``get_spec``), ``files``
 ``errors`` (``DataError``) and ``quantization`` (uint8 <-> float).
 """
 
-from kdzoo.data.dataset import VideoDataset, make_dataset
+from kdzoo.data.dataset import VideoDataset, make_dataset, pipeline_options
 from kdzoo.data.errors import DataError, data_errors, iterate
 from kdzoo.data.files import count_records, list_files, resolve_files
 from kdzoo.data.quantization import MAX_QUANTIZED_VALUE, MIN_QUANTIZED_VALUE, dequantize, quantize
