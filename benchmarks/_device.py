@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import platform
@@ -65,3 +66,11 @@ def environment() -> dict:
 def default_output(filename: str) -> pathlib.Path:
     """``benchmarks/results/<cpu|gpu>/<filename>``."""
     return RESULTS / device_kind() / filename
+
+
+def write_result(path: str | os.PathLike, result: dict) -> pathlib.Path:
+    """Writes one benchmark's result file (indented JSON), making its folder; returns the path."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path

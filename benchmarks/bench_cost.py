@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
-import json
 import os
 import pathlib
 import sys
@@ -55,7 +54,7 @@ from kdzoo.profiling import encoder as encoder_cost  # noqa: E402
 from kdzoo.models import build_model  # noqa: E402
 from kdzoo.zoo.config import ZooConfig  # noqa: E402
 
-from _device import default_output, environment  # noqa: E402
+from _device import default_output, environment, write_result  # noqa: E402
 
 ZOO_FAMILIES = ("hrnn", "netvlad", "nextvlad")
 FAMILIES = (*ZOO_FAMILIES, "pooling")
@@ -365,8 +364,7 @@ def main(argv=None) -> int:
                       flush=True)
     result["total_seconds"] = time.perf_counter() - start
     result["load_average_at_end"] = list(os.getloadavg())
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(_jsonable(result), indent=2) + "\n")
+    write_result(output, _jsonable(result))
     print(f"wrote {output}")
     return 0
 

@@ -30,6 +30,8 @@ from kdzoo.evaluation import evaluate_model
 from kdzoo.training import TrainingData, resolve_data, train_student, train_teacher
 from kdzoo.zoo.config import ZooConfig
 
+from _device import write_result
+
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 
@@ -82,8 +84,7 @@ def main(argv=None) -> int:
         "command": "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]),
     }
     out = RESULTS / ("gpu" if gpus else "cpu") / f"distillation_{config.family}_k{k}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result)
     for name, row in rows.items():
         print(f"{name:>22}: mAP {row['map']:.4f}  GAP@20 {row['gap']:.4f}  Hit@1 {row['hit_at_one']:.4f}")
     print(json.dumps(claims, indent=2))

@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from kdzoo.distribute import LocalCluster  # noqa: E402
 from kdzoo.zoo.config import ZooConfig  # noqa: E402
 
-from _device import default_output, environment  # noqa: E402
+from _device import default_output, environment, write_result  # noqa: E402
 
 ZOO_CONFIG = REPO_ROOT / "zoo_configs" / "netvlad.audioset.yaml"
 
@@ -156,8 +156,7 @@ def main(argv=None) -> int:
         "command_seconds_ratio_2_vs_1": runs["2"]["command_seconds"] / runs["1"]["command_seconds"],
     }
     output = args.output or default_output("distributed.json")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(output, result)
     for stage, ratio in speedup.items():
         print(f"{stage}: 1 worker {runs['1'][stage]['videos_per_s']:.0f} videos/s, "
               f"2 workers {runs['2'][stage]['videos_per_s']:.0f} videos/s: speed-up {ratio:.2f}x")

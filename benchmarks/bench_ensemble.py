@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import pathlib
 import sys
@@ -25,7 +24,7 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 import kdzoo  # noqa: E402
-from _device import default_output, environment  # noqa: E402
+from _device import default_output, environment, write_result  # noqa: E402
 from kdzoo.evaluation import predict_files, score  # noqa: E402
 
 
@@ -63,14 +62,13 @@ def main(argv=None) -> int:
             print(f"mean of {' + '.join(group)}: mAP {result['map']:.4f}  GAP@20 {result['gap']:.4f}")
 
     out = pathlib.Path(args.out) if args.out else default_output(f"ensemble_{datasets.pop()}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
+    write_result(out, {
         "command": "python benchmarks/bench_ensemble.py --data-dir DATA " + " ".join(args.names),
         **environment(),
         "eval_files": card["data"]["eval"],
         "models": singles,
         "averages": averages,
-    }, indent=2) + "\n")
+    })
     print(f"wrote {out}")
     return 0
 

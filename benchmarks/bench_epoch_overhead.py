@@ -19,7 +19,6 @@ on a quiet machine:
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import statistics
 import sys
@@ -36,7 +35,7 @@ from kdzoo.models import build_model  # noqa: E402
 from kdzoo.training import stages  # noqa: E402
 from kdzoo.zoo.config import ZooConfig  # noqa: E402
 
-from _device import default_output, environment  # noqa: E402
+from _device import default_output, environment, write_result  # noqa: E402
 
 SETTINGS = {"autotune_off": False, "autotune_on": True}
 
@@ -127,8 +126,7 @@ def main(argv=None) -> int:
         "mean_epoch_ratio_off_vs_on": round(ratio, 3),
     }
     out = pathlib.Path(args.out) if args.out else default_output("epoch_overhead.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_result(out, doc)
     print(f"autotune off / on, mean epoch (after the first): {ratio:.3f}; wrote {out}")
     return 0
 

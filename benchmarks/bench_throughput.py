@@ -53,7 +53,7 @@ from kdzoo.distillation import Distiller  # noqa: E402
 from kdzoo.models import build_model  # noqa: E402
 from kdzoo.zoo.config import ZooConfig  # noqa: E402
 
-from _device import default_output, environment  # noqa: E402
+from _device import default_output, environment, write_result  # noqa: E402
 
 TRAIN_PATTERN = "audioset/bal_train-*.tfrecord"
 ZOO_CONFIG = REPO_ROOT / "zoo_configs" / "netvlad.audioset.yaml"
@@ -366,8 +366,7 @@ def main(argv=None) -> int:
             command = earlier.get("command") if set(kept) <= set(earlier.get("parts", ())) else None
             result["kept_from_previous_run"] = {"command": command or previous.get("command"), "parts": sorted(kept)}
             result.update(kept)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(output, result)
     print(f"wrote {output}")
     return 0
 
