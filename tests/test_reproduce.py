@@ -307,6 +307,26 @@ def test_a_difference_counts_only_beyond_twice_the_seed_spread():
     assert "no spread" in reproduce.report.difference(a, {**b, "map_std": None})
 
 
+def test_headline_rows_are_compared_on_their_seeds_not_the_best_single_run():
+    def entry(row, kind, maps):
+        return {"row": row, "k": 2, "kind": kind, "seeds": list(range(len(maps))), "map": float(np.mean(maps)),
+                "map_std": float(np.std(maps, ddof=1)) if len(maps) > 1 else None}
+    summary = [entry("teacher", "teacher", [0.22, 0.21, 0.23]),
+               entry("k2/serial/rep+ce", "distilled", [0.2010, 0.2024, 0.2012]),
+               entry("k2/serial/pred+ce", "distilled", [0.2030]),  # best on eval, one seed
+               entry("k2/no_teacher/random", "no_teacher", [0.2035, 0.2040, 0.2010])]
+    lines = reproduce.report.comparisons({"ks": [2], "summary": summary})
+    best = next(line for line in lines if line.startswith("k=2: best distilled"))
+    assert "`k2/serial/pred+ce` 0.2030" in best and "no spread" in best
+    head = next(line for line in lines if line.startswith("k=2: headline distilled"))
+    spread = float(np.std([0.2035, 0.2040, 0.2010], ddof=1))  # the larger of the two
+    assert "3 and 3 seeds): no, -0.0013 mAP" in head
+    assert head.endswith(f"within noise (seed spread {spread:.4f}))")
+    # Without a seeded row of each kind there is no headline line.
+    assert not [line for line in reproduce.report.comparisons({"ks": [2], "summary": summary[:3]})
+                if "headline" in line]
+
+
 def test_not_run_lists_a_budget_without_finished_rows_as_one_item():
     remaining = ["k1/no_teacher/uniform@0", "k1/serial/rep@0", "k2/serial/pred@0", "k5/serial/rep@0", "teacher@1"]
     assert reproduce.report.not_run(remaining, ["teacher", "k2/serial/rep"]) == (
