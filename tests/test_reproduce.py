@@ -322,9 +322,12 @@ def test_headline_rows_are_compared_on_their_seeds_not_the_best_single_run():
     spread = float(np.std([0.2035, 0.2040, 0.2010], ddof=1))  # the larger of the two
     assert "3 and 3 seeds): no, -0.0013 mAP" in head
     assert head.endswith(f"within noise (seed spread {spread:.4f}))")
-    # Without a seeded row of each kind there is no headline line.
+    teacher = next(line for line in lines if line.startswith("k=2: teacher >= headline"))
+    assert "(3 and 3 seeds): yes, +0.0185 mAP" in teacher and teacher.endswith(
+        "within noise (seed spread 0.0100))")  # 0.0185 < 2 x 0.0100
+    # Without a seeded no-teacher row there is no distilled-vs-no-teacher headline line.
     assert not [line for line in reproduce.report.comparisons({"ks": [2], "summary": summary[:3]})
-                if "headline" in line]
+                if "headline no-teacher" in line]
 
 
 def test_not_run_lists_a_budget_without_finished_rows_as_one_item():

@@ -93,6 +93,9 @@ def comparisons(doc: Mapping[str, Any]) -> list[str]:
             lines.append(f"k={k}: best distilled > best no-teacher: {'yes' if best_d['map'] > best_b['map'] else 'no'}, "
                          + difference(best_d, best_b))
         head_d, head_b = headline(distilled), headline(baselines)
+        if teacher and head_d and len(teacher["seeds"]) > 1:
+            lines.append(f"k={k}: teacher >= headline distilled ({len(teacher['seeds'])} and {len(head_d['seeds'])} "
+                         f"seeds): {'yes' if teacher['map'] >= head_d['map'] else 'no'}, " + difference(teacher, head_d))
         if head_d and head_b:
             lines.append(f"k={k}: headline distilled > headline no-teacher (the rows chosen on validation GAP@20, "
                          f"{len(head_d['seeds'])} and {len(head_b['seeds'])} seeds): "
