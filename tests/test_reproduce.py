@@ -143,6 +143,13 @@ def test_headline_rows_get_more_seeds_chosen_on_validation_gap(tiny, tmp_path):
     assert checks[2].startswith("k=2: best serial vs best parallel: -0.0033 mAP (`k2/serial/rep` 0.2267")
     assert len(checks) == 3  # no pair of rows for a loss comparison has run; nothing at k=5
     assert "- k=2: teacher >= best distilled: yes" in md
+    # A later row with a better validation GAP becomes the headline: the old one keeps its seeds.
+    _fake_row(run, R("distilled", 2, mode="serial", losses=("rep", "ce")), 0.30, 0.21)
+    assert [r.key for r in run.planned(None) if r.seed and r.kind == "distilled"] == [
+        "k2/serial/rep+ce@1", "k2/serial/rep+ce@2"]
+    doc = run.write()
+    assert next(e for e in doc["summary"] if e["row"] == "k2/serial/rep")["seeds"] == [0, 1, 2]
+    assert "k2/serial/rep+ce@1" in doc["remaining"] and "k2/serial/rep@1" not in doc["remaining"]
     # A row stopped after 2 epochs is reported as in progress, from its BackupAndRestore state.
     from kdzoo.zoo import artifacts
 

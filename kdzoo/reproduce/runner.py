@@ -288,8 +288,12 @@ class Reproduction:
         return out
 
     def all_rows(self) -> list[Row]:
-        """The whole grid, headline seeds included as far as they are known."""
-        return self.planned(None)
+        """The whole grid, headline seeds included as far as they are known, and every other
+        seed that finished (a row that was the headline when its seeds ran keeps them when a
+        later row takes its place)."""
+        rows = self.planned(None)
+        seeded = [r.with_seed(s) for r in grid(self.config.family, self.ks) for s in range(1, self.seeds)]
+        return rows + [r for r in seeded if r not in rows and self.finished(r) is not None]
 
     def write(self, results_dir: str | os.PathLike | None = None) -> dict:
         """Writes ``reproduce.json`` and ``reproduce.md`` in the work dir (and, with
