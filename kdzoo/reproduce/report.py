@@ -65,7 +65,9 @@ def headline(entries: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The entry run with more than one seed (the grid's headline row of its kind and k), if any.
 
     "Best" by eval mAP over one-seed rows favours a lucky seed; the headline row was chosen on
-    validation GAP@20 before its other seeds ran, so its mean is the fair comparison.
+    validation GAP@20 before its other seeds ran, so its mean is the fair comparison. Where
+    several rows have seeds (the headline changed after one's seeds ran), the one with the
+    most seeds, then the highest mean eval mAP, is taken.
     """
     seeded = [e for e in entries if len(e["seeds"]) > 1]
     return max(seeded, key=lambda e: (len(e["seeds"]), e["map"]), default=None)
