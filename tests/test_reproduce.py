@@ -220,6 +220,37 @@ def test_a_changed_recipe_is_not_mixed_into_old_rows(tiny, tmp_path):
     assert schedule("teacher") == (int(config.training["epochs"]), 0.01)
 
 
+def test_a_fresh_work_dir_continues_the_grid_of_a_results_file(tiny, tmp_path):
+    root, config = tiny
+    old = reproduce.Reproduction(config, root / "data", tmp_path / "old", ks=[2], seeds=3, encoder="none")
+    R = reproduce.Row
+    _fake_row(old, R("teacher"), None, 0.30)
+    _fake_row(old, R("no_teacher", 2, sampler="random"), 0.21, 0.18)
+    _fake_row(old, R("distilled", 2, mode="serial", losses=("rep", "ce")), 0.25, 0.22)
+    _fake_row(old, R("distilled", 2, mode="serial", losses=("rep", "ce"), seed=1), 0.24, 0.23)
+    results = tmp_path / "results.json"
+    doc = old.write()
+    doc["rows"].append({**doc["rows"][0], "row": "k7/no_teacher/last"})  # not in this grid: ignored
+    results.write_text(json.dumps(doc))
+
+    fresh = reproduce.Reproduction(config, root / "data", tmp_path / "new", ks=[2], seeds=3, encoder="none")
+    assert [r.key for r in fresh.planned(None) if r.seed] == ["teacher@1", "teacher@2"]  # no k2 headline yet
+    assert sorted(fresh.import_rows(results)) == [
+        "k2/no_teacher/random@0", "k2/serial/rep+ce@0", "k2/serial/rep+ce@1", "teacher@0"]
+    todo = [r.key for r in fresh.planned(None) if fresh.finished(r) is None]
+    assert "k2/serial/rep+ce@0" not in todo and "k2/serial/rep+ce@2" in todo and "k2/serial/rep+ce@1" not in todo
+    assert fresh.write()["rows"] == old.write()["rows"]
+    assert fresh.import_rows(results) == []  # already finished here: kept, not overwritten
+
+    changed = ZooConfig.from_dict({**_raw(config), "training": {**config.training, "learning_rate": 0.5}})
+    other = reproduce.Reproduction(changed, root / "data", tmp_path / "other", ks=[2], seeds=3, encoder="none")
+    with pytest.raises(ValueError, match="another recipe"):
+        other.import_rows(results)
+    (tmp_path / "junk.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a kdzoo reproduce results file"):
+        fresh.import_rows(tmp_path / "junk.json")
+
+
 def _raw(config):
     return {"family": config.family, "dataset": config.dataset, "k": list(config.ks),
             "sampler": config.sampler, "model": dict(config.model), "distillation": dict(config.distillation),

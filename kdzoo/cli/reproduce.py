@@ -29,6 +29,9 @@ def add_parser(sub, parent) -> None:
     p.add_argument("--max-rows", type=int, default=None, help="stop after this many rows")
     p.add_argument("--results", default=None,
                    help="also write reproduce_<family>.<dataset>.json/.md here, e.g. benchmarks/results/cpu")
+    p.add_argument("--resume-from", default=None, metavar="RESULTS_JSON",
+                   help="continue the grid of an earlier results file (e.g. the committed "
+                        "benchmarks/results/cpu/reproduce_<family>.<dataset>.json): its finished rows count as done")
     p.add_argument("--list", action="store_true", help="list the planned rows and whether they are done")
     p.set_defaults(func=run)
 
@@ -43,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     run_ = Reproduction(config, args.data_dir, work_dir, ks=args.k, seeds=args.seeds,
                         teacher_weights=args.teacher_weights, epochs=args.epochs, encoder=args.encoder,
                         verbose=args.progress, command=args.command_line)
+    if args.resume_from:
+        imported = run_.import_rows(args.resume_from)
+        print(f"{len(imported)} finished row(s) taken from {args.resume_from}")
     if args.list:
         for row in run_.planned(args.rows):
             print(f"{row.key:<40} {'done' if run_.finished(row) else 'to run'}")

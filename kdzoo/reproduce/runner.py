@@ -101,6 +101,36 @@ class Reproduction:
             )
         return record
 
+    def import_rows(self, results: str | os.PathLike) -> list[str]:
+        """Marks the rows finished in an earlier results file (``reproduce*.json``) as done here.
+
+        A fresh checkout has no run folders, but the committed results hold every finished
+        row's record; importing them lets ``run`` continue the grid instead of re-training it.
+        Only records of this recipe (same fingerprint) are taken; rows already finished here
+        are kept. Returns the keys of the rows imported.
+
+        Raises:
+            ValueError: the file is not a reproduce results file, or is of another recipe.
+        """
+        doc = artifacts.read_json(results)
+        if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
+            raise ValueError(f"{results} is not a kdzoo reproduce results file (no 'rows' list).")
+        if doc.get("fingerprint") != self.fingerprint:
+            raise ValueError(
+                f"{results} holds rows of another recipe (fingerprint {doc.get('fingerprint')}, this one "
+                f"{self.fingerprint}); only rows of the same config and epochs can be continued."
+            )
+        known = {row.key: row for row in grid(self.config.family, self.ks)}
+        known.update({r.with_seed(s).key: r.with_seed(s) for r in list(known.values()) for s in range(1, self.seeds)})
+        imported = []
+        for record in doc["rows"]:
+            row = known.get(f"{record.get('row')}@{record.get('seed', 0)}")
+            if row is None or record.get("fingerprint") != self.fingerprint or self.finished(row) is not None:
+                continue
+            artifacts.atomic_write_json(self.row_dir(row) / "row.json", record)
+            imported.append(row.key)
+        return imported
+
     def planned(self, patterns: str | None = None) -> list[Row]:
         """The rows to run now: selected seed-0 rows, then the headline rows' other seeds.
 
