@@ -21,7 +21,7 @@ BLOCKS = {
     "COST_TABLE": [sys.executable, "benchmarks/render_tables.py", "benchmarks/results/cpu/cost.json"],
     "THROUGHPUT_TABLE": [sys.executable, "benchmarks/render_tables.py", "benchmarks/results/cpu/throughput.json"],
     "DISTRIBUTED_TABLE": [sys.executable, "benchmarks/render_tables.py", "benchmarks/results/cpu/distributed.json"],
-    "REPRODUCE_TABLE": [sys.executable, "-m", "kdzoo.reproduce", "benchmarks/results/cpu/reproduce_netvlad.audioset.json"],
+    "REPRODUCE_TABLE": [sys.executable, "-m", "kdzoo.reproduce", "benchmarks/results/cpu/reproduce_netvlad.audioset.v1.json"],
     "REPRODUCE_TABLE_NEXTVLAD": [sys.executable, "-m", "kdzoo.reproduce",
                                  "benchmarks/results/cpu/reproduce_nextvlad.audioset.json"],
     "REPRODUCE_TABLE_HRNN": [sys.executable, "-m", "kdzoo.reproduce", "benchmarks/results/cpu/reproduce_hrnn.audioset.json"],

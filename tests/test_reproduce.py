@@ -241,6 +241,11 @@ def test_a_fresh_work_dir_continues_the_grid_of_a_results_file(tiny, tmp_path):
     assert "k2/serial/rep+ce@0" not in todo and "k2/serial/rep+ce@2" in todo and "k2/serial/rep+ce@1" not in todo
     assert fresh.write()["rows"] == old.write()["rows"]
     assert fresh.import_rows(results) == []  # already finished here: kept, not overwritten
+    # Results files are named after the config file, so two recipes of a family never share one.
+    fresh.write(tmp_path / "res")
+    assert json.loads((tmp_path / "res" / "reproduce_netvlad.audioset.json").read_text())["rows"] == doc["rows"][:-1]
+    v1 = ZooConfig.from_dict(_raw(config), path="benchmarks/configs/netvlad.audioset.v1.yaml")
+    assert reproduce.Reproduction(v1, root / "data", tmp_path / "v1", ks=[2]).results_name == "reproduce_netvlad.audioset.v1"
 
     changed = ZooConfig.from_dict({**_raw(config), "training": {**config.training, "learning_rate": 0.5}})
     other = reproduce.Reproduction(changed, root / "data", tmp_path / "other", ks=[2], seeds=3, encoder="none")

@@ -28,10 +28,10 @@ def add_parser(sub, parent) -> None:
                    help="per-frame encoder in the end-to-end cost: default (the dataset's), none, a name or .keras")
     p.add_argument("--max-rows", type=int, default=None, help="stop after this many rows")
     p.add_argument("--results", default=None,
-                   help="also write reproduce_<family>.<dataset>.json/.md here, e.g. benchmarks/results/cpu")
+                   help="also write reproduce_<config file stem>.json/.md here, e.g. benchmarks/results/cpu")
     p.add_argument("--resume-from", default=None, metavar="RESULTS_JSON",
                    help="continue the grid of an earlier results file (e.g. the committed "
-                        "benchmarks/results/cpu/reproduce_<family>.<dataset>.json): its finished rows count as done")
+                        "benchmarks/results/cpu/reproduce_netvlad.audioset.json): its finished rows count as done")
     p.add_argument("--list", action="store_true", help="list the planned rows and whether they are done")
     p.set_defaults(func=run)
 

@@ -286,6 +286,15 @@ class Reproduction:
         return self.write(results_dir)
 
     # ------------------------------------------------------------ results
+    @property
+    def results_name(self) -> str:
+        """Stem of the results files: ``reproduce_`` + the config file's stem
+        (``reproduce_netvlad.audioset``, ``reproduce_netvlad.audioset.v1``), so that two
+        recipes of one family never share a results file; ``<family>.<dataset>`` without a file."""
+        if self.config.path:
+            return "reproduce_" + pathlib.Path(self.config.path).name.removesuffix(".yaml").removesuffix(".yml").removesuffix(".json")
+        return f"reproduce_{self.config.family}.{self.config.dataset}"
+
     def results(self) -> dict:
         rows = [rec for r in self.all_rows() if (rec := self.finished(r))]
         summary = summarize(rows)
@@ -327,11 +336,11 @@ class Reproduction:
 
     def write(self, results_dir: str | os.PathLike | None = None) -> dict:
         """Writes ``reproduce.json`` and ``reproduce.md`` in the work dir (and, with
-        `results_dir`, as ``reproduce_<family>.<dataset>.json/.md`` there too)."""
+        `results_dir`, as ``reproduce_<config>.json/.md`` there too, `results_name`)."""
         doc = self.results()
         targets = [(self.work_dir, "reproduce")]
         if results_dir is not None:
-            targets.append((pathlib.Path(results_dir), f"reproduce_{self.config.family}.{self.config.dataset}"))
+            targets.append((pathlib.Path(results_dir), self.results_name))
         for folder, stem in targets:
             folder.mkdir(parents=True, exist_ok=True)
             artifacts.atomic_write_json(folder / f"{stem}.json", doc)
