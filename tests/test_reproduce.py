@@ -373,6 +373,30 @@ def test_headline_rows_are_compared_on_their_seeds_not_the_best_single_run():
                 if "headline no-teacher" in line]
 
 
+def test_the_headline_among_seeded_rows_is_the_one_chosen_on_validation_not_on_eval():
+    def run(row, seed, eval_map, val_gap):
+        return {"row": row, "seed": seed, "k": 2, "kind": "distilled", "eval_sampler": "uniform",
+                "train_sampler": "random", "best_val_gap": val_gap,
+                "eval": {"map": eval_map, "gap": 0.3, "hit_at_one": 0.5}}
+    # Both rows have 3 seeds (the headline moved after the first one's seeds ran); the second
+    # has the better seed-0 validation GAP and the lower eval mAP.
+    rows = [run("k2/serial/rep+ce", s, m, v) for s, m, v in ((0, 0.205, 0.31), (1, 0.204, 0.30), (2, 0.206, 0.33))]
+    rows += [run("k2/parallel/rep+ce", s, m, v) for s, m, v in ((0, 0.201, 0.32), (1, 0.202, 0.30), (2, 0.200, 0.30))]
+    summary = reproduce.report.summarize(rows)
+    assert [e["val_gap"] for e in summary] == [0.31, 0.32]  # seed 0's, not the best or the mean
+    assert reproduce.report.headline(summary)["row"] == "k2/parallel/rep+ce"
+    # A row without a recorded validation GAP (an old results file) ranks below one with it.
+    unknown = [{**r, "best_val_gap": None} for r in rows[:3]]
+    assert reproduce.report.headline(reproduce.report.summarize(unknown + rows[3:]))["row"] == "k2/parallel/rep+ce"
+    assert reproduce.report.headline(reproduce.report.summarize(rows[:3]))["row"] == "k2/serial/rep+ce"
+    # A results file written before summaries carried it: the comparisons read it from the rows.
+    teacher = [{**run("teacher", s, m, None), "kind": "teacher", "k": None} for s, m in ((0, 0.22), (1, 0.23))]
+    old_summary = [{k: v for k, v in e.items() if k != "val_gap"} for e in reproduce.report.summarize(teacher + rows)]
+    lines = reproduce.report.comparisons({"ks": [2], "summary": old_summary, "rows": teacher + rows})
+    assert any(line.startswith("k=2: teacher >= headline distilled") and "`k2/parallel/rep+ce`" in line
+               for line in lines)
+
+
 def test_not_run_lists_a_budget_without_finished_rows_as_one_item():
     remaining = ["k1/no_teacher/uniform@0", "k1/serial/rep@0", "k2/serial/pred@0", "k5/serial/rep@0", "teacher@1"]
     assert reproduce.report.not_run(remaining, ["teacher", "k2/serial/rep"]) == (
