@@ -157,3 +157,15 @@ def test_unknown_model_name_without_close_match():
 def test_model_name_must_be_a_string():
     with pytest.raises(TypeError, match="Expected a model name string"):
         kdzoo.load(3)
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (lambda: kdzoo.layers.ContextGating(), (None, None)),
+    (lambda: kdzoo.layers.MixtureOfExperts(num_classes=3), (None, None)),
+    (lambda: kdzoo.layers.NetVLAD(num_clusters=2), (None, 4, None)),
+    (lambda: kdzoo.layers.NeXtVLAD(num_clusters=2, groups=2), (None, 4, None)),
+    (lambda: kdzoo.layers.HierarchicalRNN(units=3, block_size=2), (None, 4, None)),
+])
+def test_layers_refuse_inputs_of_undefined_width(layer, shape):
+    with pytest.raises(ValueError, match=r"last \(features\) dimension .* defined.*input_shape=\(None, "):
+        layer().build(shape)

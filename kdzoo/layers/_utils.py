@@ -34,6 +34,17 @@ def validate_choice(name: str, value, choices: tuple[str, ...]) -> None:
         )
 
 
+def last_dim(input_shape) -> int:
+    """The last (features) dimension of `input_shape`; raises `ValueError` if it is undefined."""
+    dim = input_shape[-1]
+    if dim is None:
+        raise ValueError(
+            "Expected the last (features) dimension of the inputs to be "
+            f"defined. Received: input_shape={input_shape}"
+        )
+    return int(dim)
+
+
 def frame_mask(inputs, mask, dtype):
     """Returns the frame mask as a `(batch, frames)` tensor of `dtype`.
 

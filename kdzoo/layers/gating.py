@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from kdzoo.layers._utils import last_dim
+
 
 @keras.saving.register_keras_serializable(package="kdzoo")
 class ContextGating(keras.layers.Layer):
@@ -49,12 +51,7 @@ class ContextGating(keras.layers.Layer):
             self.gate_norm = None
 
     def build(self, input_shape):
-        feature_dim = input_shape[-1]
-        if feature_dim is None:
-            raise ValueError(
-                "Expected the last (features) dimension of the inputs to be "
-                f"defined. Received: input_shape={input_shape}"
-            )
+        feature_dim = last_dim(input_shape)
         self.kernel = self.add_weight(
             name="kernel",
             shape=(feature_dim, feature_dim),

@@ -8,6 +8,7 @@ import keras
 from keras import ops
 
 from kdzoo.layers._utils import validate_positive_int
+from kdzoo.layers._utils import last_dim
 
 
 @keras.saving.register_keras_serializable(package="kdzoo")
@@ -62,12 +63,7 @@ class MixtureOfExperts(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
 
     def build(self, input_shape):
-        feature_dim = input_shape[-1]
-        if feature_dim is None:
-            raise ValueError(
-                "Expected the last (features) dimension of the inputs to be "
-                f"defined. Received: input_shape={input_shape}"
-            )
+        feature_dim = last_dim(input_shape)
         regularizer = keras.regularizers.L2(self.l2) if self.l2 > 0 else None
         self.gate_kernel = self.add_weight(
             name="gate_kernel",

@@ -12,6 +12,7 @@ from kdzoo.layers._utils import add_vlad_projection
 from kdzoo.layers._utils import finish_vlad
 from kdzoo.layers._utils import validate_positive_int
 from kdzoo.layers._utils import vlad_output_spec
+from kdzoo.layers._utils import last_dim
 
 
 @keras.saving.register_keras_serializable(package="kdzoo")
@@ -80,12 +81,7 @@ class NeXtVLAD(keras.layers.Layer):
         return self.expansion * feature_dim // self.groups
 
     def build(self, input_shape):
-        feature_dim = input_shape[-1]
-        if feature_dim is None:
-            raise ValueError(
-                "Expected the last (features) dimension of the inputs to be "
-                f"defined. Received: input_shape={input_shape}"
-            )
+        feature_dim = last_dim(input_shape)
         expanded_dim = self.expansion * feature_dim
         if expanded_dim % self.groups != 0:
             raise ValueError(

@@ -7,6 +7,7 @@ from keras import ops
 
 from kdzoo.layers._utils import validate_choice
 from kdzoo.layers._utils import validate_positive_int
+from kdzoo.layers._utils import last_dim
 
 CELLS = ("lstm", "gru")
 
@@ -200,12 +201,7 @@ class HierarchicalRNN(keras.layers.Layer):
         return self.units if self.upper_units is None else self.upper_units
 
     def build(self, input_shape):
-        feature_dim = input_shape[-1]
-        if feature_dim is None:
-            raise ValueError(
-                "Expected the last (features) dimension of the inputs to be "
-                f"defined. Received: input_shape={input_shape}"
-            )
+        feature_dim = last_dim(input_shape)
         self.lower_rnn.build((None, self.block_size, feature_dim))
         self.upper_rnn.build((input_shape[0], None, self.units))
 
