@@ -215,6 +215,17 @@ def test_a_changed_recipe_is_not_mixed_into_old_rows(tiny, tmp_path):
     # Students train at the recipe's student_learning_rate when it sets one (a new key: new rows).
     student_rate = ZooConfig.from_dict({**_raw(config), "training": {**config.training, "student_learning_rate": 0.002}})
     assert reproduce.config_fingerprint(student_rate) != reproduce.config_fingerprint(config)
+    # A loss the recipe weighs 0 is trained at the default weight by the rows that name it: the
+    # same rows as a recipe that sets the default, so the zoo students may leave a loss out.
+    defaults = reproduce.DEFAULT_WEIGHTS
+    at_default = ZooConfig.from_dict({**_raw(config), "distillation": {
+        **config.distillation, "representation_weight": defaults["representation_weight"]}})
+    left_out = ZooConfig.from_dict({**_raw(config), "distillation": {**config.distillation, "representation_weight": 0.0}})
+    other = ZooConfig.from_dict({**_raw(config), "distillation": {**config.distillation, "representation_weight": 0.5}})
+    assert reproduce.config_fingerprint(left_out) == reproduce.config_fingerprint(at_default)
+    assert reproduce.config_fingerprint(other) != reproduce.config_fingerprint(at_default)
+    assert (reproduce.loss_weights(left_out, ["rep", "ce"])
+            == reproduce.loss_weights(at_default, ["rep", "ce"]))
     schedule = reproduce.Reproduction(student_rate, root / "data", tmp_path / "w2", ks=[2], seeds=1)._schedule
     assert schedule("student") == (int(config.training["epochs"]), 0.002)
     assert schedule("teacher") == (int(config.training["epochs"]), 0.01)

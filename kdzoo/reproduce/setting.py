@@ -9,6 +9,7 @@ import os
 
 from kdzoo import training
 from kdzoo.data import get_spec, make_dataset
+from kdzoo.reproduce.grid import DEFAULT_WEIGHTS
 from kdzoo.zoo.config import ZooConfig
 
 # The data's location, the k list, the elastic student, the `kdzoo tune` search space and the
@@ -26,6 +27,11 @@ def config_fingerprint(config: ZooConfig) -> str:
     # A training key left at None falls back to another key: adding such a default changes no row.
     doc["training"] = {k: v for k, v in config.training.items()
                        if k not in ("seeds", "seed_frames", "seed_k") and v is not None}
+    # A row that names a loss the recipe weighs 0 trains it at the default weight, so a weight of
+    # 0 (the zoo students leave that loss out) and the default train the same rows.
+    if "distillation" in doc:
+        doc["distillation"] = {k: (DEFAULT_WEIGHTS[k] if k in DEFAULT_WEIGHTS and not v else v)
+                               for k, v in config.distillation.items()}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
