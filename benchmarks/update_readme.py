@@ -22,6 +22,7 @@ BLOCKS = {
     "THROUGHPUT_TABLE": [sys.executable, "benchmarks/render_tables.py", "benchmarks/results/cpu/throughput.json"],
     "DISTRIBUTED_TABLE": [sys.executable, "benchmarks/render_tables.py", "benchmarks/results/cpu/distributed.json"],
     "REPRODUCE_TABLE": [sys.executable, "-m", "kdzoo.reproduce", "benchmarks/results/cpu/reproduce_netvlad.audioset.v1.json"],
+    "REPRODUCE_TABLE_NETVLAD": [sys.executable, "-m", "kdzoo.reproduce", "benchmarks/results/cpu/reproduce_netvlad.audioset.json"],
     "REPRODUCE_TABLE_NEXTVLAD": [sys.executable, "-m", "kdzoo.reproduce",
                                  "benchmarks/results/cpu/reproduce_nextvlad.audioset.json"],
     "REPRODUCE_TABLE_HRNN": [sys.executable, "-m", "kdzoo.reproduce", "benchmarks/results/cpu/reproduce_hrnn.audioset.json"],

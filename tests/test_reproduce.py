@@ -413,3 +413,20 @@ def test_not_run_lists_a_budget_without_finished_rows_as_one_item():
     assert reproduce.report.not_run(remaining, ["teacher", "k2/serial/rep"]) == (
         "k1/* (2 runs), k2/serial/pred@0, k5/* (1 run), teacher@1")
     assert reproduce.report.not_run(remaining[:2], ["k1/serial/pred"]) == ", ".join(remaining[:2])
+
+
+def test_the_teachers_head_is_copied_only_into_a_student_head_of_the_same_shape():
+    from kdzoo.models import build_model
+    from kdzoo.reproduce.runner import copy_head
+
+    base = {"family": "netvlad", "num_frames": 4, "feature_size": 8, "num_classes": 5,
+            "aggregator": {"num_clusters": 2, "output_size": 6}}
+    teacher, same = build_model(base), build_model(base)
+    copy_head(teacher, same)
+    names = [layer.name for layer in same.layers]
+    for layer in same.layers[names.index("embedding") + 1:]:
+        for a, b in zip(layer.get_weights(), teacher.get_layer(layer.name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    wider = build_model({**base, "aggregator": {"num_clusters": 2, "output_size": 7}})
+    with pytest.raises(ValueError, match="heads differ in width"):
+        copy_head(teacher, wider)

@@ -23,10 +23,21 @@ from kdzoo.zoo.config import ZooConfig
 
 
 def copy_head(source: keras.Model, target: keras.Model) -> None:
-    """Copies the weights of every layer after the embedding (the classifier) from source to target."""
+    """Copies the weights of every layer after the embedding (the classifier) from source to target.
+
+    Raises ValueError when the two heads differ in shape (a student whose head is wider or
+    narrower than its teacher's cannot classify with the teacher's head).
+    """
     names = [layer.name for layer in target.layers]
     for layer in target.layers[names.index("embedding") + 1:]:
         if layer.weights:
+            theirs = [tuple(w.shape) for w in source.get_layer(layer.name).weights]
+            ours = [tuple(w.shape) for w in layer.weights]
+            if theirs != ours:
+                raise ValueError(
+                    f"An L_rep-only row classifies with its teacher's head, but the student's head "
+                    f"layer '{layer.name}' has weights of shapes {ours} and the teacher's {theirs}: "
+                    "this recipe's student and teacher heads differ in width, so these rows cannot run.")
             layer.set_weights(source.get_layer(layer.name).get_weights())
 
 
