@@ -7,8 +7,8 @@ import numbers
 import keras
 from keras import ops
 
-from kdzoo.layers._utils import validate_positive_int
 from kdzoo.layers._utils import last_dim
+from kdzoo.layers._utils import validate_positive_int
 
 
 @keras.saving.register_keras_serializable(package="kdzoo")

@@ -7,12 +7,12 @@ import math
 import keras
 from keras import ops
 
-from kdzoo.layers._utils import frame_mask
 from kdzoo.layers._utils import add_vlad_projection
 from kdzoo.layers._utils import finish_vlad
+from kdzoo.layers._utils import frame_mask
+from kdzoo.layers._utils import last_dim
 from kdzoo.layers._utils import validate_positive_int
 from kdzoo.layers._utils import vlad_output_spec
-from kdzoo.layers._utils import last_dim
 
 
 @keras.saving.register_keras_serializable(package="kdzoo")

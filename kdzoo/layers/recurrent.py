@@ -5,9 +5,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from kdzoo.layers._utils import last_dim
 from kdzoo.layers._utils import validate_choice
 from kdzoo.layers._utils import validate_positive_int
-from kdzoo.layers._utils import last_dim
 
 CELLS = ("lstm", "gru")
 
