@@ -33,6 +33,8 @@ A config is a plain dict (it comes from YAML in ``zoo_configs/``)::
         "aggregator_dropout": 0.0,    # dropout on the aggregator's output (before hidden)
         "hidden_size": None,          # optional Dense+ReLU after the aggregator
         "hidden_batch_norm": False,   # batch norm after that Dense (rescales the unit-norm VLAD)
+        "embedding_size": None,       # optional linear Dense fixing the embedding's width (e.g.
+                                      # a student that classifies with its teacher's head)
         "dropout": 0.5,               # before the head
         "context_gating": True,
         "head": {"num_mixtures": 2, "l2": 1e-6},
@@ -75,6 +77,7 @@ _KNOWN_KEYS = {
     "aggregator_dropout",
     "hidden_size",
     "hidden_batch_norm",
+    "embedding_size",
     "dropout",
     "context_gating",
     "head",
@@ -119,6 +122,9 @@ def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
     out["hidden_batch_norm"] = bool(out.get("hidden_batch_norm", False))
     if out["hidden_batch_norm"] and not out["hidden_size"]:
         raise ValueError("hidden_batch_norm=True needs a hidden layer: set hidden_size.")
+    embedding = out.setdefault("embedding_size", None)
+    if embedding is not None and (not isinstance(embedding, int) or isinstance(embedding, bool) or embedding <= 0):
+        raise ValueError(f"Expected a positive integer or None for 'embedding_size'. Received: embedding_size={embedding!r}")
     for key in ("aggregator_dropout", "dropout"):
         out.setdefault(key, 0.0)
         if not 0.0 <= float(out[key]) < 1.0:
@@ -209,8 +215,8 @@ def build_model(config: Mapping[str, Any]) -> keras.Model:
     """Builds a video classifier from a config (see the module docstring).
 
     frames (batch, T, D) -> optional per-frame MLP (batch, T, frame_mlp[-1]) (+ batch norm) -> aggregator
-    (batch, A) -> aggregator dropout -> optional hidden Dense (+ batch norm) -> embedding
-    (batch, E) -> dropout -> context gating -> head.
+    (batch, A) -> aggregator dropout -> optional hidden Dense (+ batch norm) -> optional linear
+    Dense to ``embedding_size`` -> embedding (batch, E) -> dropout -> context gating -> head.
 
     Args:
         config: model config dict.
@@ -242,6 +248,8 @@ def build_model(config: Mapping[str, Any]) -> keras.Model:
         x = keras.layers.Dense(cfg["hidden_size"], activation="relu", name="hidden")(x)
         if cfg["hidden_batch_norm"]:
             x = keras.layers.BatchNormalization(name="hidden_norm")(x)
+    if cfg["embedding_size"]:
+        x = keras.layers.Dense(cfg["embedding_size"], name="embedding_projection")(x)
     embedding = keras.layers.Activation("linear", dtype="float32", name="embedding")(x)
     x = embedding
     if cfg["dropout"]:

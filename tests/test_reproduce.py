@@ -430,3 +430,35 @@ def test_the_teachers_head_is_copied_only_into_a_student_head_of_the_same_shape(
     wider = build_model({**base, "aggregator": {"num_clusters": 2, "output_size": 7}})
     with pytest.raises(ValueError, match="heads differ in width"):
         copy_head(teacher, wider)
+    # The model config's embedding_size puts a linear layer before the head: the same shapes.
+    projected = build_model({**base, "aggregator": {"num_clusters": 2, "output_size": 7}, "embedding_size": 6})
+    copy_head(teacher, projected)
+    assert projected.get_layer("embedding_projection").kernel.shape == (7, 6)
+
+
+def test_an_l_rep_only_student_wider_than_its_teacher_classifies_through_a_projection(tiny, tmp_path):
+    root, config = tiny
+    wide = ZooConfig.from_dict({**_raw(config), "training": dict(config.training),
+                                "student": {"hidden_size": 8, "hidden_batch_norm": True}})
+    run = reproduce.Reproduction(wide, root / "data", tmp_path / "w", ks=[2], seeds=1, epochs=1, verbose=0,
+                                 encoder="none")
+    doc = run.run("teacher,k2/no_teacher/uniform,k2/serial/rep,k2/parallel/rep")
+    by_id = {r["row"]: r for r in doc["rows"]}
+    for row in ("k2/serial/rep", "k2/parallel/rep"):
+        assert by_id[row]["head"] == "teacher's, behind a 8 -> 4 projection"
+    # The saved weights are a student with the projection; the serial one has the teacher's head
+    # and scores what the row reports.
+    student = build_model({**wide.model_config("student", 2), "embedding_size": 4})
+    student.load_weights(run.row_dir(reproduce.Row("distilled", 2, mode="serial", losses=("rep",)))
+                         / "run" / "best.weights.h5")
+    teacher = build_model(wide.model_config("teacher"))
+    teacher.load_weights(run.row_dir(reproduce.Row("teacher")) / "run" / "best.weights.h5")
+    for a, b in zip(student.get_layer("moe").get_weights(), teacher.get_layer("moe").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    measured = evaluate_model(student, str(root / "data" / "audioset" / "eval-0.tfrecord"), wide.spec,
+                              k=2, sampler="uniform")
+    assert by_id["k2/serial/rep"]["eval"]["map"] == pytest.approx(measured["map"], abs=1e-6)
+    # Its cost is that of the model with the projection (whose head is 4 wide, not 8).
+    costs = {e["row"]: e["cost"] for e in doc["summary"]}
+    assert costs["k2/serial/rep"]["params"] == student.count_params()
+    assert costs["k2/no_teacher/uniform"]["params"] == build_model(wide.model_config("student", 2)).count_params()

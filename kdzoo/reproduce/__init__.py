@@ -27,7 +27,9 @@ Conventions (also written into the JSON):
   of the losses it names and sets the others to 0.
 * A row without L_CE and L_pred (``.../rep``) never trains the student's classifier: the
   student classifies with the teacher's head (copied into it; in parallel mode before
-  every validation, as the teacher's head keeps training).
+  every validation, as the teacher's head keeps training). A student whose embedding is
+  of another width gets a linear layer to the teacher's width (model config
+  ``embedding_size``), which it keeps at inference and in its cost.
 * Students are evaluated on the recipe's deterministic sampler (``sampler:``); a
   no-teacher row with a deterministic sampler is evaluated on its own sampler (the
   paper's baselines), the random row on the recipe's sampler.

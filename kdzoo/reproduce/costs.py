@@ -41,22 +41,27 @@ def encoder_cost(config: ZooConfig, encoder: str = "default") -> tuple[str | Non
 
 
 class RowCosts:
-    """Cost of the teacher (k=None) and of each k-frame student of a recipe, computed on first use."""
+    """Cost of the teacher (k=None) and of each k-frame student of a recipe, computed on first use
+    (``embedding_size``: a student built with that model-config key, as the L_rep-only rows of a
+    student wider than its teacher are)."""
 
     def __init__(self, config: ZooConfig, encoder: str = "default"):
         self.config, self.encoder = config, encoder
         self._encoder: tuple[str | None, int | None] | None = None
-        self._costs: dict[int | None, dict[str, Any]] = {}
+        self._costs: dict[tuple[int | None, int | None], dict[str, Any]] = {}
 
     @property
     def encoder_name(self) -> str | None:
         return self._encoder[0] if self._encoder else None
 
-    def __call__(self, k: int | None) -> dict[str, Any]:
+    def __call__(self, k: int | None, embedding_size: int | None = None) -> dict[str, Any]:
         if self._encoder is None:
             self._encoder = encoder_cost(self.config, self.encoder)
-        if k not in self._costs:
+        key = (k, embedding_size)
+        if key not in self._costs:
             role = "teacher" if k is None else "student"
-            model = build_model(self.config.model_config(role, k))
-            self._costs[k] = cost(model, k or self.config.spec.max_frames, self._encoder[1])
-        return self._costs[k]
+            model_config = self.config.model_config(role, k)
+            if embedding_size is not None:
+                model_config = {**model_config, "embedding_size": embedding_size}
+            self._costs[key] = cost(build_model(model_config), k or self.config.spec.max_frames, self._encoder[1])
+        return self._costs[key]

@@ -12,7 +12,7 @@ import keras
 
 from kdzoo.distillation import Distiller
 from kdzoo.evaluation import predict_files, score
-from kdzoo.models import build_model
+from kdzoo.models import build_model, embedding_size
 from kdzoo.reproduce.costs import RowCosts
 from kdzoo.reproduce.grid import LOSS_KEYS, Row, grid, loss_weights, paper_ks, select
 from kdzoo.reproduce.report import machine, markdown, summarize, utc_now
@@ -25,8 +25,8 @@ from kdzoo.zoo.config import ZooConfig
 def copy_head(source: keras.Model, target: keras.Model) -> None:
     """Copies the weights of every layer after the embedding (the classifier) from source to target.
 
-    Raises ValueError when the two heads differ in shape (a student whose head is wider or
-    narrower than its teacher's cannot classify with the teacher's head).
+    Raises ValueError when the two heads differ in shape (build the student with the
+    teacher's ``embedding_size`` to classify with the teacher's head).
     """
     names = [layer.name for layer in target.layers]
     for layer in target.layers[names.index("embedding") + 1:]:
@@ -37,7 +37,7 @@ def copy_head(source: keras.Model, target: keras.Model) -> None:
                 raise ValueError(
                     f"An L_rep-only row classifies with its teacher's head, but the student's head "
                     f"layer '{layer.name}' has weights of shapes {ours} and the teacher's {theirs}: "
-                    "this recipe's student and teacher heads differ in width, so these rows cannot run.")
+                    "the heads differ in width; build the student with the teacher's embedding_size.")
             layer.set_weights(source.get_layer(layer.name).get_weights())
 
 
@@ -203,7 +203,8 @@ class Reproduction:
         config, t = self.config, self.config.training
         keras.utils.set_random_seed(int(t["seed"]) + 1000 * row.seed + row.k)
         inter = "inter" in row.losses
-        student = build_model({**config.model_config("student", row.k), "intermediate": inter})
+        student_config = config.model_config("student", row.k)
+        student = build_model({**student_config, "intermediate": inter})
         kwargs: dict[str, Any] = {"k": row.k, "seed": int(t["seed"]) + row.seed,
                                   "metric_capacity": self.setting.capacity()}
         callbacks, role = [], "student"
@@ -225,7 +226,16 @@ class Reproduction:
             teacher = build_model({**config.model_config("teacher"), "intermediate": inter})
             role = "teacher"  # the teacher learns from scratch alongside: its schedule
         head_tied = weights["ce_weight"] == 0 and weights["prediction_weight"] == 0
+        head, projected = "own", {}
         if head_tied:
+            head = "teacher's"
+            width = embedding_size(teacher)
+            if embedding_size(student) != width:
+                # A student of another embedding width reaches the teacher's head through a
+                # linear layer of the model (it stays at inference, and is costed).
+                head = f"teacher's, behind a {embedding_size(student)} -> {width} projection"
+                student_config, projected = {**student_config, "embedding_size": width}, {"embedding_size": width}
+                student = build_model({**student_config, "intermediate": inter})
             copy_head(teacher, student)
             if row.mode == "parallel":
                 callbacks.append(_TieHead(teacher, student))
@@ -233,10 +243,10 @@ class Reproduction:
                               mode=row.mode, **{**recipe, **weights}, **kwargs)
         record = self._fit(distiller, row, role, callbacks)
         if inter:  # evaluate and cost the plain model (same weights)
-            plain = build_model(config.model_config("student", row.k))
+            plain = build_model(student_config)
             plain.set_weights(student.get_weights())
             student = plain
-        return student, {**record, "loss_weights": weights, "head": "teacher's" if head_tied else "own"}
+        return student, {**record, "loss_weights": weights, "head": head, **projected}
 
     @property
     def train_sampler(self) -> str:
@@ -278,7 +288,8 @@ class Reproduction:
             "seconds": round(_train_seconds(record, trained - started) + time.time() - trained, 1),
             "finished_at": utc_now(),
         }
-        result.update({k: record[k] for k in ("weights", "weights_sha256", "loss_weights", "head") if k in record})
+        result.update({k: record[k] for k in ("weights", "weights_sha256", "loss_weights", "head", "embedding_size")
+                       if k in record})
         artifacts.atomic_write_json(self.row_dir(row) / "row.json", result)
         return result
 
@@ -309,8 +320,9 @@ class Reproduction:
     def results(self) -> dict:
         rows = [rec for r in self.all_rows() if (rec := self.finished(r))]
         summary = summarize(rows)
+        widths = {r["row"]: r.get("embedding_size") for r in rows}
         for entry in summary:
-            entry["cost"] = self.row_cost(entry["k"])
+            entry["cost"] = self.row_cost(entry["k"], widths.get(entry["row"]))
         remaining = [r.key for r in self.all_rows() if self.finished(r) is None]
         return {
             "config": self.config.path, "family": self.config.family, "dataset": self.config.dataset,
