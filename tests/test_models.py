@@ -63,6 +63,28 @@ def test_frame_mlp_rejects_bad_widths(bad):
         build_model(dict(CONFIG, frame_mlp=bad))
 
 
+def test_embedding_size_is_a_linear_layer_before_the_head_and_round_trips(tmp_path):
+    model = build_model(dict(CONFIG, num_frames=4, embedding_size=2))
+    rng = np.random.default_rng(2)
+    frames, mask = rng.normal(size=(3, 4, 6)).astype("float32"), np.ones((3, 4), "float32")
+    out = model({"frames": frames, "mask": mask})
+    kernel, bias = model.get_layer("embedding_projection").get_weights()
+    np.testing.assert_allclose(np.asarray(out["embedding"]), _numpy_reference(model, frames, mask) @ kernel + bias,
+                               atol=1e-5)
+    assert model.get_layer("moe").input.shape[-1] == 2
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(np.asarray(loaded({"frames": frames, "mask": mask})["predictions"]),
+                               np.asarray(out["predictions"]), atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "wide"])
+def test_embedding_size_rejects_what_is_not_a_width(bad):
+    with pytest.raises(ValueError, match="embedding_size"):
+        build_model(dict(CONFIG, embedding_size=bad))
+
+
 def test_hidden_batch_norm_normalises_the_hidden_layer_in_training():
     config = dict(CONFIG, frame_mlp=[], hidden_size=8, hidden_batch_norm=True, num_frames=3)
     model = build_model(config)
