@@ -135,6 +135,35 @@ def test_intermediate_loss_matches_numpy_and_adds_to_the_total():
     assert Distiller.from_config(distiller.get_config()).intermediate_weight == 3.0
 
 
+def test_a_student_intermediate_of_another_width_is_matched_through_a_learned_projection(tmp_path):
+    keras.utils.set_random_seed(5)
+    teacher = build_model(model_config(num_frames=6, name="teacher"))
+    narrow = model_config(num_frames=2, name="student")
+    narrow["aggregator"] = {**narrow["aggregator"], "num_clusters": narrow["aggregator"]["num_clusters"] + 1}
+    student = build_model(narrow)
+    widths = [int(m.output["intermediate"].shape[-1]) for m in (teacher, student)]
+    assert widths[0] != widths[1]
+    distiller = Distiller(teacher, student, k=2, sampler="first", intermediate_weight=1.0)
+    kernel, bias = distiller.intermediate_projection.get_weights()
+    assert kernel.shape == (widths[1], widths[0])
+    rng = np.random.default_rng(6)
+    frames, mask = padded_batch(rng, [6, 6, 6], 6, DIM)
+    inputs = {"frames": frames, "mask": mask.astype("float32")}
+    losses, _, _ = distiller.compute_losses(inputs, np.zeros((3, 5), "float32"))
+    i_t = teacher(inputs)["intermediate"].numpy()
+    i_s = student({"frames": frames[:, :2], "mask": np.ones((3, 2), "float32")})["intermediate"].numpy()
+    np.testing.assert_allclose(losses["inter_loss"], np.mean(np.sum((i_t - (i_s @ kernel + bias)) ** 2, axis=1)),
+                               rtol=1e-5)
+    # The projection is part of the Distiller's state: it trains and round trips.
+    assert any(w is distiller.intermediate_projection.kernel for w in distiller.trainable_weights)
+    distiller.save_weights(tmp_path / "d.weights.h5")
+    again = Distiller.from_config(distiller.get_config())
+    again.load_weights(tmp_path / "d.weights.h5")
+    np.testing.assert_array_equal(again.intermediate_projection.get_weights()[0], kernel)
+    # Without the intermediate loss there is no such layer.
+    assert Distiller(teacher, student, k=2).intermediate_projection is None
+
+
 def test_intermediate_weight_needs_intermediate_outputs():
     teacher = build_model(model_config(num_frames=6, name="teacher", intermediate=False))
     student = build_model(model_config(num_frames=2, name="student"))

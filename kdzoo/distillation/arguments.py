@@ -68,19 +68,12 @@ def check_arguments(
     if float(intermediate_weight) < 0:
         raise ValueError(f"Expected intermediate_weight >= 0. Received: intermediate_weight={intermediate_weight!r}")
     if teacher is not None and float(intermediate_weight) > 0:
-        widths = {}
         for role, model in (("teacher", teacher), ("student", student)):
             if "intermediate" not in model.output:
                 raise ValueError(
                     f"intermediate_weight={intermediate_weight} needs an 'intermediate' output, but the {role} "
                     f"{model.name!r} has only {sorted(model.output)}. Build it with 'intermediate': True."
                 )
-            widths[role] = int(model.output["intermediate"].shape[-1])
-        if widths["teacher"] != widths["student"]:
-            raise ValueError(
-                f"Teacher and student intermediate representations differ in width: teacher "
-                f"{widths['teacher']}, student {widths['student']}."
-            )
     if teacher is not None:
         teacher_num_frames, teacher_features = frame_shape(teacher)
         if teacher_features != feature_size:

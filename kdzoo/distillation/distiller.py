@@ -6,7 +6,7 @@ goes through one step:
     teacher(frames, mask)                    -> E_T, P_T
     student(k frames chosen by the sampler)  -> E_S, P_S
     loss = w_ce * L_CE(labels, P_S) + w_rep * ||E_T - proj(E_S)||^2 + w_pred * d(P_T, P_S)
-           [+ w_inter * ||I_T - I_S||^2, the intermediate representations of both models]
+           [+ w_inter * ||I_T - proj_I(I_S)||^2, the intermediate representations of both models]
 
 ``mode="serial"``: the teacher is pretrained and frozen (inference mode, never updated).
 ``mode="parallel"``: the teacher trains at the same time on its own L_CE; the distillation
@@ -63,7 +63,9 @@ class Distiller(keras.Model):
         prediction_loss: ``"bce"`` or ``"mse"`` (see `kdzoo.distillation.losses`).
         intermediate_weight: weight of L_inter, the squared L2 distance between the
             teacher's and the student's ``"intermediate"`` outputs (both models built
-            with ``"intermediate": True``, of the same width); 0 turns it off.
+            with ``"intermediate": True``; a student's of another width goes through a
+            learned linear layer, ``intermediate_projection``, as FitNets' regressor);
+            0 turns it off.
         teacher_ce_weight: weight of the teacher's own L_CE in parallel mode.
         distill_into_teacher: in parallel mode, let L_rep and L_pred update the teacher.
         metrics: names of the quality metrics tracked for the student and the teacher
@@ -130,6 +132,12 @@ class Distiller(keras.Model):
         self.projection = None
         if teacher is not None and embedding_size(teacher) != embedding_size(student):
             self.projection = keras.layers.Dense(embedding_size(teacher), dtype="float32", name="projection")
+        self.intermediate_projection = None
+        if teacher is not None and self.intermediate_weight > 0:
+            widths = [int(m.output["intermediate"].shape[-1]) for m in (teacher, student)]
+            if widths[0] != widths[1]:
+                self.intermediate_projection = keras.layers.Dense(
+                    widths[0], dtype="float32", name="intermediate_projection")
 
         loss_names = ["loss", "ce_loss"]
         if teacher is not None:
@@ -150,12 +158,14 @@ class Distiller(keras.Model):
         self.build()
 
     def build(self, input_shape: Any = None) -> None:
-        """Creates the projection's weights: student embedding -> teacher embedding width.
+        """Creates the projections' weights: student embedding (intermediate) -> the teacher's width.
 
         The teacher and the student come built; nothing here depends on `input_shape`.
         """
         if self.projection is not None and not self.projection.built:
             self.projection.build((None, embedding_size(self.student)))
+        if self.intermediate_projection is not None and not self.intermediate_projection.built:
+            self.intermediate_projection.build((None, int(self.student.output["intermediate"].shape[-1])))
 
     def _make_metric(self, name: str, full_name: str, num_classes: int) -> keras.metrics.Metric:
         if name == "gap":
@@ -306,7 +316,10 @@ class Distiller(keras.Model):
                 i_t = teacher_out["intermediate"]
                 if not (self.mode == "parallel" and self.distill_into_teacher):
                     i_t = ops.stop_gradient(i_t)
-                losses["inter_loss"] = kd_losses.representation_loss(i_t, student_out["intermediate"])
+                i_s = student_out["intermediate"]
+                if self.intermediate_projection is not None:
+                    i_s = self.intermediate_projection(i_s)
+                losses["inter_loss"] = kd_losses.representation_loss(i_t, i_s)
                 total = total + self.intermediate_weight * losses["inter_loss"]
             if self.mode == "parallel":
                 losses["teacher_ce_loss"] = kd_losses.classification_loss(labels, teacher_out["predictions"])
