@@ -436,14 +436,18 @@ def test_the_teachers_head_is_copied_only_into_a_student_head_of_the_same_shape(
     assert projected.get_layer("embedding_projection").kernel.shape == (7, 6)
 
 
-def test_an_l_rep_only_student_wider_than_its_teacher_classifies_through_a_projection(tiny, tmp_path):
+def test_a_student_wider_than_its_teacher_runs_the_l_rep_only_and_intermediate_rows(tiny, tmp_path):
     root, config = tiny
+    # A wider embedding (hidden 8 vs the teacher's 4) and a narrower VLAD matrix (1 cluster vs 2).
     wide = ZooConfig.from_dict({**_raw(config), "training": dict(config.training),
-                                "student": {"hidden_size": 8, "hidden_batch_norm": True}})
+                                "student": {"hidden_size": 8, "hidden_batch_norm": True,
+                                            "aggregator": {"num_clusters": 1}}})
     run = reproduce.Reproduction(wide, root / "data", tmp_path / "w", ks=[2], seeds=1, epochs=1, verbose=0,
                                  encoder="none")
-    doc = run.run("teacher,k2/no_teacher/uniform,k2/serial/rep,k2/parallel/rep")
+    doc = run.run("teacher,k2/no_teacher/uniform,k2/serial/rep,k2/parallel/rep,k2/serial/rep+pred+ce+inter")
     by_id = {r["row"]: r for r in doc["rows"]}
+    assert by_id["k2/serial/rep+pred+ce+inter"]["head"] == "own"
+    assert 0 < by_id["k2/serial/rep+pred+ce+inter"]["eval"]["map"] <= 1
     for row in ("k2/serial/rep", "k2/parallel/rep"):
         assert by_id[row]["head"] == "teacher's, behind a 8 -> 4 projection"
     # The saved weights are a student with the projection; the serial one has the teacher's head
