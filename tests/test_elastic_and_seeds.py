@@ -147,3 +147,54 @@ def test_curve_report_picks_the_best_trade_off(tmp_path):
     doc = write_report(curve_trials(card, 300, lambda k: 100 * k, lam=0.1), tmp_path)
     assert doc["best"] == "k2"  # 0.3 - 0.0667 beats 0.31 - 0.1 and 0.2 - 0.0333
     assert (tmp_path / "pareto.csv").is_file()
+
+
+def test_frame_subset_training_of_an_all_frame_model_pads_a_random_subset_back():
+    """k=None with train_k: each training step shows a fixed-length model a sorted random
+    subset of its drawn size, zero-padded and masked to the frame axis; a video no longer
+    than the draw keeps all its frames; evaluation sees every frame."""
+    model = build_model(dict(MODEL, num_frames=10))
+    distiller = Distiller(None, model, k=None, train_sampler="random", train_k=(3, 5), seed=2)
+    rng = np.random.default_rng(3)
+    inputs = _batch(rng, batch=5)
+    inputs["mask"][1, 4:] = 0.0  # a 4-frame video
+    inputs["frames"][1, 4:] = 0.0
+    inputs["mask"][2, 2:] = 0.0  # a 2-frame video
+    inputs["frames"][2, 2:] = 0.0
+    lengths = inputs["mask"].sum(axis=1).astype(int)
+    for step in range(6):
+        k = int(distiller.draw_k(tf.constant(step, tf.int64)))
+        view = distiller._padded_subset(tf.constant(inputs["frames"]), tf.constant(inputs["mask"]), tf.constant(k),
+                                        "random", tf.constant(step, tf.int64))
+        frames, mask = view["frames"].numpy(), view["mask"].numpy()
+        assert frames.shape == (5, 10, 4) and mask.shape == (5, 10)
+        for row in range(5):
+            kept = min(k, lengths[row])
+            np.testing.assert_array_equal(mask[row], np.r_[np.ones(kept), np.zeros(10 - kept)])
+            np.testing.assert_array_equal(frames[row, kept:], 0.0)
+            # each kept frame is one of the video's own, in order, none repeated
+            idx = [int(np.flatnonzero((inputs["frames"][row] == f).all(axis=1))[0]) for f in frames[row, :kept]]
+            assert idx == sorted(set(idx)) and max(idx) < lengths[row]
+            if lengths[row] <= k:
+                assert idx == list(range(lengths[row]))
+    evaluated = distiller.student_view(inputs, training=False)
+    np.testing.assert_array_equal(evaluated["frames"].numpy(), inputs["frames"])
+    # training through fit: the fixed-length model learns on the padded subsets
+    distiller.compile(optimizer="adam")
+    y = (rng.random((5, 3)) > 0.5).astype("float32")
+    assert np.isfinite(distiller.fit(inputs, y, epochs=2, batch_size=5, verbose=0).history["loss"]).all()
+
+
+def test_config_teacher_train_k_makes_the_teacher_distiller_train_on_subsets():
+    from kdzoo.training import teacher_distiller
+
+    config = ZooConfig.from_dict(raw(training={"teacher_train_k": [5, 10]}))
+    assert config.training["teacher_train_k"] == [5, 10]
+    teacher = build_model(config.model_config("teacher"))
+    distiller = teacher_distiller(config, teacher)
+    assert (distiller.k, distiller.train_k, distiller.train_sampler) == (None, (5, 10), "random")
+    plain = teacher_distiller(ZooConfig.from_dict(raw()), teacher)
+    assert (plain.k, plain.train_k) == (None, None)
+    for bad in ([0, 10], [5, 11], [6, 5], 5, [1.0, 2]):
+        with pytest.raises(ValueError, match="teacher_train_k"):
+            ZooConfig.from_dict(raw(training={"teacher_train_k": bad}))

@@ -53,7 +53,7 @@ def check_arguments(
             or not 1 <= train_k[0] <= train_k[1]
         ):
             raise ValueError(f"Expected train_k=(low, high) with 1 <= low <= high. Received: train_k={train_k!r}")
-        if student_num_frames is not None:
+        if student_num_frames is not None and k is not None:
             raise ValueError(
                 f"An elastic student (train_k={train_k}) must be built with num_frames=None; "
                 f"this one was built for {student_num_frames} frames."

@@ -55,7 +55,12 @@ class Distiller(keras.Model):
             (e.g. ``"random"``: a fresh k-subset each step, evaluated ``"uniform"``).
         train_k: optional ``(low, high)``: each training step draws its own k
             uniformly from ``low..high`` (inclusive) for an elastic student built with
-            ``num_frames=None``; evaluation and prediction still use ``k``.
+            ``num_frames=None``; evaluation and prediction still use ``k``. With
+            ``k=None`` (an all-frame model, such as a teacher trained alone) it is
+            frame-subset augmentation: each step shows the model its drawn number of
+            frames (``train_sampler``), padded back to the batch's frame axis and masked,
+            so a model built for a fixed ``num_frames`` trains on fewer frames and is
+            evaluated on all of them.
         mode: ``"serial"`` (frozen teacher) or ``"parallel"`` (joint training).
         ce_weight: weight of the student's L_CE.
         representation_weight: weight of L_rep.
@@ -259,8 +264,24 @@ class Distiller(keras.Model):
         k = self.k
         if training and self.train_k is not None:
             k = self.draw_k(step)
+            if self.k is None:
+                return self._padded_subset(frames, mask, k, sampler, step)
         k_frames, k_mask = sampling.sample_frames(frames, mask, k, sampler, seed=self.seed, step=step)
         return {"frames": k_frames, "mask": k_mask}
+
+    def _padded_subset(self, frames, mask, k, sampler: str, step) -> dict[str, Any]:
+        """k frames per video, zero-padded and masked back to ``frames``' shape (a video of
+        at most k frames keeps all of them): frame-subset augmentation for an all-frame model."""
+        num_frames = tf.shape(frames)[1]
+        k = tf.minimum(k, num_frames)
+        k_frames, k_mask = sampling.sample_frames(frames, mask, k, sampler, seed=self.seed, step=step)
+        pad = num_frames - k
+        k_frames = tf.pad(k_frames, [[0, 0], [0, pad], [0, 0]])
+        k_mask = tf.pad(k_mask, [[0, 0], [0, pad]])
+        short = tf.reduce_sum(mask, axis=1) <= tf.cast(k, mask.dtype)  # (batch,)
+        k_frames = tf.where(short[:, None, None], frames, k_frames)
+        k_mask = tf.where(short[:, None], mask, k_mask)
+        return {"frames": tf.ensure_shape(k_frames, frames.shape), "mask": tf.ensure_shape(k_mask, mask.shape)}
 
     def draw_k(self, step=None) -> tf.Tensor:
         """The k of one elastic training step: uniform in ``train_k``, keyed by (seed, step).

@@ -17,7 +17,7 @@ from kdzoo.reproduce.costs import RowCosts
 from kdzoo.reproduce.grid import LOSS_KEYS, Row, grid, loss_weights, paper_ks, select
 from kdzoo.reproduce.report import machine, markdown, summarize, utc_now
 from kdzoo.reproduce.setting import Setting, config_fingerprint
-from kdzoo.training import fit_stage, load_teacher
+from kdzoo.training import fit_stage, load_teacher, teacher_distiller
 from kdzoo.zoo import artifacts
 from kdzoo.zoo.config import ZooConfig
 
@@ -196,7 +196,7 @@ class Reproduction:
         if row.seed == 0 and self.teacher_weights:
             return load_teacher(self.config, self.teacher_weights)
         model = build_model(self.config.model_config("teacher"))
-        distiller = Distiller(None, model, k=None, metric_capacity=self.setting.capacity())
+        distiller = teacher_distiller(self.config, model, metric_capacity=self.setting.capacity())
         return model, self._fit(distiller, row, "teacher")
 
     def _train_student(self, row: Row) -> tuple[keras.Model, dict]:

@@ -1,7 +1,7 @@
 """Training recipes: a teacher, its distilled students and their no-teacher baselines.
 
 * `kdzoo.training.stages`: one model per resumable run folder (`fit_stage`,
-  `train_teacher`, `train_student`), the config's data (`TrainingData`, `datasets`,
+  `train_teacher`, `train_student`, `teacher_distiller`), the config's data (`TrainingData`, `datasets`,
   `resolve_data`) and its distillation arguments (`distill_kwargs`).
 * `kdzoo.training.entries`: a whole zoo config trained, evaluated and written as zoo
   entries (`train_zoo_config`, `card_metadata`).
@@ -19,6 +19,7 @@ from kdzoo.training.stages import (
     load_teacher,
     resolve_data,
     stage_name,
+    teacher_distiller,
     train_student,
     train_teacher,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "load_teacher",
     "resolve_data",
     "stage_name",
+    "teacher_distiller",
     "train_student",
     "train_teacher",
     "train_zoo_config",

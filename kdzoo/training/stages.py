@@ -230,6 +230,16 @@ def distill_kwargs(config: ZooConfig) -> dict[str, Any]:
     return dict(config.distillation)
 
 
+def teacher_distiller(config: ZooConfig, teacher: keras.Model, **kwargs: Any) -> Distiller:
+    """The `Distiller` that trains `teacher` on the labels alone: on all frames, or with
+    the recipe's ``training.teacher_train_k: [low, high]`` on a random subset of low..high
+    frames each step (padded and masked; validation and evaluation see every frame)."""
+    span = config.training.get("teacher_train_k")
+    if not span:
+        return Distiller(None, teacher, k=None, **kwargs)
+    return Distiller(None, teacher, k=None, train_sampler="random", train_k=tuple(span), **kwargs)
+
+
 def train_teacher(
     config: ZooConfig, data_dir, work_dir, *, epochs=None, verbose=1, strategy: tf.distribute.Strategy | None = None,
     data: TrainingData | None = None,
@@ -245,7 +255,7 @@ def train_teacher(
     keras.utils.set_random_seed(int(t["seed"]))
     with _scope(strategy):
         teacher = build_model(config.model_config("teacher"))
-        distiller = Distiller(None, teacher, k=None, **_metric_kwargs(data, strategy))
+        distiller = teacher_distiller(config, teacher, **_metric_kwargs(data, strategy))
     record = _fit(
         distiller, config, data, pathlib.Path(work_dir) / config.teacher_name(tagged=True) / "teacher",
         epochs=epochs or int(t["epochs"]), verbose=verbose, strategy=strategy,

@@ -20,6 +20,8 @@ for every k in ``k``. Keys::
                                     #   stronger teacher of another family, say) instead of the
                                     #   recipe's own teacher, which is still trained and shipped
     training: {...}                 # epochs, student_epochs, batch_size, learning_rate, student_learning_rate, validation_fraction, patience
+                                    #   teacher_train_k: [low, high]: the teacher trains on a random subset of
+                                    #   low..high frames each step (evaluated on all of them)
     data: {train: GLOB, eval: GLOB} # relative to --data-dir, or absolute / gs:// paths
     tune: {...}                     # optional: the `kdzoo tune` search space (`ZooConfig.tune`; parsed
                                     #   into settings by kdzoo.tuning.parse_tune_section)
@@ -57,6 +59,7 @@ TRAINING_DEFAULTS = {
     "validation_fraction": 0.1,
     "patience": 3,
     "warmup_epochs": 0,  # > 0: linear warm-up then cosine decay of the learning rate
+    "teacher_train_k": None,  # [low, high]: the teacher trains on a random subset of low..high frames per step
     "seed": 0,
     "seeds": None,  # e.g. [0, 1, 2]: the students whose k is in seed_k are trained once per seed
     "seed_k": [],
@@ -159,6 +162,18 @@ class ZooConfig:
             raise ValueError(f"Expected 'tune' to be a mapping (the `kdzoo tune` search space){where}. Received: {tune!r}")
         training = dict(TRAINING_DEFAULTS)
         training.update(raw.get("training") or {})
+        span = training["teacher_train_k"]
+        if span is not None:
+            if (
+                not isinstance(span, (list, tuple)) or len(span) != 2
+                or any(not isinstance(k, int) or isinstance(k, bool) for k in span)
+                or not 1 <= span[0] <= span[1] <= spec.max_frames
+            ):
+                raise ValueError(
+                    f"Expected 'training: {{teacher_train_k: [low, high]}}' with 1 <= low <= high <= "
+                    f"{spec.max_frames}{where}. Received: teacher_train_k={span!r}"
+                )
+            training["teacher_train_k"] = [int(span[0]), int(span[1])]
         distill_from = raw.get("distill_from")
         if distill_from is not None and (not isinstance(distill_from, str) or not distill_from.strip()):
             raise ValueError(f"Expected 'distill_from' to name a zoo entry, e.g. nextvlad_teacher.audioset{where}. "
