@@ -46,7 +46,7 @@ A config is a plain dict (it comes from YAML in ``zoo_configs/``)::
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -263,6 +263,45 @@ def build_model(config: Mapping[str, Any]) -> keras.Model:
     predictions = keras.layers.Activation("linear", dtype="float32", name="predictions")(probs)
     outputs.update(embedding=embedding, predictions=predictions)
     return VideoClassifier(inputs={"frames": frames, "mask": mask}, outputs=outputs, name=cfg["name"])
+
+
+def build_ensemble(members: Sequence[keras.Model], name: str = "ensemble") -> keras.Model:
+    """One model that averages the predictions of several kdzoo models on the same frames.
+
+    A teacher for distillation (`kdzoo.Distiller`): its ``"predictions"`` are the mean of
+    the members' (batch, num_classes) probabilities, its ``"embedding"`` the concatenation
+    of theirs (batch, sum of their embedding widths). The members keep their weights (the
+    Distiller freezes a serial teacher) and must share the frame axis and feature width.
+
+    Returns a `VideoClassifier` with the kdzoo model contract (inputs ``{"frames", "mask"}``).
+    """
+    members = list(members)
+    if len(members) < 2:
+        raise ValueError(f"An ensemble needs at least two models. Received: {len(members)}")
+    shapes = {frame_shape(m) for m in members}
+    classes = {int(m.output["predictions"].shape[-1]) for m in members}
+    if len(shapes) != 1 or len(classes) != 1:
+        raise ValueError(
+            "The ensemble's models must take the same frames (num_frames, feature_size) and predict the same "
+            f"classes. Received frames {sorted(shapes, key=str)}, classes {sorted(classes)}."
+        )
+    model_names = [m.name for m in members]
+    if len(set(model_names)) != len(model_names):
+        raise ValueError(f"The ensemble's models need distinct names. Received: {model_names}")
+    num_frames, feature_size = shapes.pop()
+    frames = keras.Input(shape=(num_frames, feature_size), name="frames")
+    mask = keras.Input(shape=(num_frames,), name="mask")
+    outputs = [m({"frames": frames, "mask": mask}) for m in members]
+    embedding = keras.layers.Concatenate(name="embedding_concat")([o["embedding"] for o in outputs])
+    predictions = keras.layers.Average(name="predictions_mean")([o["predictions"] for o in outputs])
+    return VideoClassifier(
+        inputs={"frames": frames, "mask": mask},
+        outputs={
+            "embedding": keras.layers.Activation("linear", dtype="float32", name="embedding")(embedding),
+            "predictions": keras.layers.Activation("linear", dtype="float32", name="predictions")(predictions),
+        },
+        name=name,
+    )
 
 
 def embedding_size(model: keras.Model) -> int:

@@ -184,17 +184,3 @@ def test_frame_subset_training_of_an_all_frame_model_pads_a_random_subset_back()
     y = (rng.random((5, 3)) > 0.5).astype("float32")
     assert np.isfinite(distiller.fit(inputs, y, epochs=2, batch_size=5, verbose=0).history["loss"]).all()
 
-
-def test_config_teacher_train_k_makes_the_teacher_distiller_train_on_subsets():
-    from kdzoo.training import teacher_distiller
-
-    config = ZooConfig.from_dict(raw(training={"teacher_train_k": [5, 10]}))
-    assert config.training["teacher_train_k"] == [5, 10]
-    teacher = build_model(config.model_config("teacher"))
-    distiller = teacher_distiller(config, teacher)
-    assert (distiller.k, distiller.train_k, distiller.train_sampler) == (None, (5, 10), "random")
-    plain = teacher_distiller(ZooConfig.from_dict(raw()), teacher)
-    assert (plain.k, plain.train_k) == (None, None)
-    for bad in ([0, 10], [5, 11], [6, 5], 5, [1.0, 2]):
-        with pytest.raises(ValueError, match="teacher_train_k"):
-            ZooConfig.from_dict(raw(training={"teacher_train_k": bad}))

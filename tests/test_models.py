@@ -8,7 +8,7 @@ import pytest
 
 import keras
 
-from kdzoo.models import VideoClassifier, build_model
+from kdzoo.models import VideoClassifier, build_ensemble, build_model, embedding_size
 
 pytestmark = pytest.mark.unit
 
@@ -193,3 +193,37 @@ def test_compiled_model_round_trips_through_keras_file(tmp_path):
     assert isinstance(restored, VideoClassifier)
     np.testing.assert_allclose(restored(x)["predictions"], model(x)["predictions"], atol=1e-6)
     restored.fit(x, y, batch_size=16, epochs=1, verbose=0)  # compiled on load: fit right away
+
+
+def test_ensemble_averages_its_members_predictions_and_concatenates_their_embeddings(tmp_path):
+    members = [
+        build_model(dict(CONFIG, num_frames=4, name="a")),
+        build_model(dict(CONFIG, num_frames=4, name="b", frame_mlp=[7], aggregator={"mode": "max"})),
+        build_model(dict(CONFIG, num_frames=4, name="c", embedding_size=2)),
+    ]
+    ensemble = build_ensemble(members)
+    rng = np.random.default_rng(4)
+    inputs = {"frames": rng.normal(size=(5, 4, 6)).astype("float32"), "mask": np.ones((5, 4), "float32")}
+    alone = [m(inputs) for m in members]
+    out = ensemble(inputs)
+    np.testing.assert_allclose(np.asarray(out["predictions"]),
+                               np.mean([np.asarray(o["predictions"]) for o in alone], axis=0), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(out["embedding"]),
+                               np.concatenate([np.asarray(o["embedding"]) for o in alone], axis=1), atol=1e-6)
+    assert embedding_size(ensemble) == 3 + 7 + 2
+    path = tmp_path / "ensemble.keras"
+    ensemble.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(np.asarray(loaded(inputs)["predictions"]), np.asarray(out["predictions"]), atol=1e-6)
+
+
+def test_ensemble_refuses_members_that_do_not_fit_together():
+    a = build_model(dict(CONFIG, num_frames=4, name="a"))
+    with pytest.raises(ValueError, match="at least two"):
+        build_ensemble([a])
+    with pytest.raises(ValueError, match="same frames"):
+        build_ensemble([a, build_model(dict(CONFIG, num_frames=5, name="b"))])
+    with pytest.raises(ValueError, match="same frames"):
+        build_ensemble([a, build_model(dict(CONFIG, num_frames=4, num_classes=3, name="b"))])
+    with pytest.raises(ValueError, match="distinct names"):
+        build_ensemble([a, build_model(dict(CONFIG, num_frames=4, name="a"))])

@@ -58,8 +58,6 @@ def check_arguments(
                 f"An elastic student (train_k={train_k}) must be built with num_frames=None; "
                 f"this one was built for {student_num_frames} frames."
             )
-    if k is None and teacher is not None:
-        raise ValueError("A student distilled from a teacher needs a frame count k (k=...).")
     if student_num_frames is not None and k is not None and student_num_frames != k:
         raise ValueError(
             f"The student was built for {student_num_frames} frames but the Distiller samples "
@@ -81,7 +79,7 @@ def check_arguments(
                 f"Teacher and student expect different frame widths: teacher {teacher_features}, "
                 f"student {feature_size}."
             )
-        if teacher_num_frames is not None and k > teacher_num_frames:
+        if teacher_num_frames is not None and k is not None and k > teacher_num_frames:
             raise ValueError(
                 f"The student's k={k} frames exceed the teacher's {teacher_num_frames} frames; "
                 "k must be at most the teacher's frame count."

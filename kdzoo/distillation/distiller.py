@@ -48,7 +48,8 @@ class Distiller(keras.Model):
             or None to train the student on the labels alone.
         student: a kdzoo model that sees `k` frames.
         k: the number of frames the student sees per video; None shows the student
-            every frame (how teachers themselves are trained, with teacher=None).
+            every frame (how teachers themselves are trained: alone, with teacher=None,
+            or from a stronger model such as a `kdzoo.models.build_ensemble`).
         sampler: how the k frames are chosen at evaluation and prediction
             (`kdzoo.sampling.SAMPLERS`).
         train_sampler: how they are chosen in training steps; None means `sampler`
@@ -234,8 +235,9 @@ class Distiller(keras.Model):
             raise ValueError(
                 f"Expected frames of shape (batch, frames, {self.feature_size}). Received: {tuple(frames.shape)}"
             )
-        largest = self.k if self.train_k is None else max(self.k or 0, self.train_k[1])
-        if frames.shape[1] is not None and self.teacher is not None and largest > frames.shape[1]:
+        # k=None: every frame, or a padded subset of at most the frame axis (`_padded_subset`)
+        largest = None if self.k is None else max(self.k, self.train_k[1] if self.train_k else 0)
+        if frames.shape[1] is not None and self.teacher is not None and largest and largest > frames.shape[1]:
             raise ValueError(
                 f"The student's k={largest} exceeds the {frames.shape[1]} frames in the batch."
             )

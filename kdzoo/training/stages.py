@@ -31,7 +31,7 @@ import tensorflow as tf
 from kdzoo import distribute
 from kdzoo.data import count_records, list_files, make_dataset
 from kdzoo.distillation import Distiller
-from kdzoo.models import build_model
+from kdzoo.models import build_ensemble, build_model
 from kdzoo.zoo import artifacts
 from kdzoo.zoo.config import ZooConfig
 
@@ -231,13 +231,32 @@ def distill_kwargs(config: ZooConfig) -> dict[str, Any]:
 
 
 def teacher_distiller(config: ZooConfig, teacher: keras.Model, **kwargs: Any) -> Distiller:
-    """The `Distiller` that trains `teacher` on the labels alone: on all frames, or with
-    the recipe's ``training.teacher_train_k: [low, high]`` on a random subset of low..high
-    frames each step (padded and masked; validation and evaluation see every frame)."""
+    """The `Distiller` that trains `teacher` on all frames, or with the recipe's
+    ``training.teacher_train_k: [low, high]`` on a random subset of low..high frames each
+    step (padded and masked; validation and evaluation see every frame).
+
+    It learns from the labels (L_CE) alone, or with the recipe's ``teacher_distill_from``
+    also from the mean prediction of those trained models (L_pred, BCE, weight 1; no L_rep),
+    frozen: a teacher distilled from an ensemble.
+    """
     span = config.training.get("teacher_train_k")
-    if not span:
-        return Distiller(None, teacher, k=None, **kwargs)
-    return Distiller(None, teacher, k=None, train_sampler="random", train_k=tuple(span), **kwargs)
+    subsets = {"train_sampler": "random", "train_k": tuple(span)} if span else {}
+    if not config.teacher_distill_from:
+        return Distiller(None, teacher, k=None, **subsets, **kwargs)
+    return Distiller(ensemble_teacher(config), teacher, k=None, ce_weight=1.0, representation_weight=0.0,
+                     prediction_weight=1.0, prediction_loss="bce", **subsets, **kwargs)
+
+
+def ensemble_teacher(config: ZooConfig) -> keras.Model:
+    """The models of the recipe's ``teacher_distill_from`` (each ``{config, weights}``: a
+    recipe and its teacher's trained weights), loaded and averaged (`build_ensemble`; one
+    model is returned as it is)."""
+    members = []
+    for i, member in enumerate(config.teacher_distill_from):
+        member_config = ZooConfig.from_file(member["config"])
+        model, _ = load_teacher(member_config, member["weights"], name=f"member_{i}_{member_config.family}")
+        members.append(model)
+    return members[0] if len(members) == 1 else build_ensemble(members, name="ensemble_teacher")
 
 
 def train_teacher(
@@ -263,8 +282,9 @@ def train_teacher(
     return teacher, record
 
 
-def load_teacher(config: ZooConfig, path: str | os.PathLike) -> tuple[keras.Model, dict]:
-    """The config's teacher with trained weights (a zoo entry folder or a ``.weights.h5``).
+def load_teacher(config: ZooConfig, path: str | os.PathLike, name: str | None = None) -> tuple[keras.Model, dict]:
+    """The config's teacher with trained weights (a zoo entry folder or a ``.weights.h5``);
+    `name`: the model's name (default: the recipe's teacher name).
 
     Returns ``(teacher, record)``; the record carries the entry card's ``best_val_gap`` and
     ``epochs_run`` when `path` is a zoo entry, and the weights' path and sha256. Raises
@@ -274,7 +294,7 @@ def load_teacher(config: ZooConfig, path: str | os.PathLike) -> tuple[keras.Mode
     path = pathlib.Path(path)
     entry = path if path.is_dir() else None
     weights = path / artifacts.WEIGHTS_FILE if entry else path
-    teacher = build_model(config.model_config("teacher"))
+    teacher = build_model({**config.model_config("teacher"), **({"name": name} if name else {})})
     try:
         stored = _stored_values(weights)
         expected = sum(int(math.prod(w.shape)) for w in teacher.weights)

@@ -16,6 +16,10 @@ for every k in ``k``. Keys::
     student: {...}                  # overrides for the students
     students: {2: {...}}            # optional: overrides for the student with that k only
     distillation: {...}             # Distiller keyword arguments (mode, loss weights)
+    teacher_distill_from:           # optional: the teacher also learns from the mean prediction of
+      - {config: zoo_configs/netvlad.audioset.yaml, weights: pretrained/netvlad_teacher.audioset}
+                                    #   these trained teachers (a recipe and a zoo entry folder or
+                                    #   .weights.h5 each; paths relative to the working directory)
     distill_from: nextvlad_teacher.audioset  # optional: the students learn from this zoo entry (a
                                     #   stronger teacher of another family, say) instead of the
                                     #   recipe's own teacher, which is still trained and shipped
@@ -67,7 +71,7 @@ TRAINING_DEFAULTS = {
 
 _KEYS = {
     "family", "dataset", "name", "k", "sampler", "train_sampler", "elastic", "model", "teacher", "student", "students", "distillation", "training",
-    "data", "tune", "distill_from",
+    "data", "tune", "distill_from", "teacher_distill_from",
 }
 # Model keys whose overrides are merged key by key instead of replaced.
 _MERGED_KEYS = ("aggregator", "head")
@@ -104,6 +108,7 @@ class ZooConfig:
     tune: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the `kdzoo tune` search space, as written
     path: str | None = None
     distill_from: str | None = None  # a zoo entry the students learn from instead of the recipe's teacher
+    teacher_distill_from: tuple[Mapping[str, str], ...] = ()  # trained teachers the teacher learns from
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], path: str | None = None) -> "ZooConfig":
@@ -178,6 +183,16 @@ class ZooConfig:
         if distill_from is not None and (not isinstance(distill_from, str) or not distill_from.strip()):
             raise ValueError(f"Expected 'distill_from' to name a zoo entry, e.g. nextvlad_teacher.audioset{where}. "
                              f"Received: distill_from={distill_from!r}")
+        teacher_distill_from = raw.get("teacher_distill_from") or []
+        if not isinstance(teacher_distill_from, (list, tuple)) or any(
+            not isinstance(m, Mapping) or set(m) != {"config", "weights"}
+            or not all(isinstance(v, str) and v.strip() for v in m.values())
+            for m in teacher_distill_from
+        ):
+            raise ValueError(
+                f"Expected 'teacher_distill_from' to list trained teachers as {{config: RECIPE.yaml, weights: "
+                f"ENTRY_FOLDER|FILE.weights.h5}}{where}. Received: teacher_distill_from={teacher_distill_from!r}"
+            )
         return cls(
             family=family,
             dataset=tag,
@@ -196,6 +211,7 @@ class ZooConfig:
             tune=copy.deepcopy(dict(tune)),
             path=path,
             distill_from=distill_from,
+            teacher_distill_from=tuple(dict(m) for m in teacher_distill_from),
         )
 
     @classmethod
