@@ -77,6 +77,17 @@ _KEYS = {
 _MERGED_KEYS = ("aggregator", "head")
 
 
+def _frame_span(span: Any, key: str, max_frames: int, where: str, received: str) -> tuple[int, int]:
+    """``(low, high)`` from a ``[low, high]`` frame-count span; ValueError naming `key` otherwise."""
+    if (
+        not isinstance(span, (list, tuple)) or len(span) != 2
+        or any(not isinstance(k, int) or isinstance(k, bool) for k in span)
+        or not 1 <= span[0] <= span[1] <= max_frames
+    ):
+        raise ValueError(f"Expected '{key}' with 1 <= low <= high <= {max_frames}{where}. Received: {received}")
+    return int(span[0]), int(span[1])
+
+
 def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in copy.deepcopy(dict(overrides)).items():
@@ -145,16 +156,7 @@ class ZooConfig:
         elastic = raw.get("elastic")
         if elastic is not None:
             span = elastic.get("k") if isinstance(elastic, Mapping) else None
-            if (
-                not isinstance(span, (list, tuple)) or len(span) != 2
-                or any(not isinstance(k, int) or isinstance(k, bool) for k in span)
-                or not 1 <= span[0] <= span[1] <= spec.max_frames
-            ):
-                raise ValueError(
-                    f"Expected 'elastic: {{k: [low, high]}}' with 1 <= low <= high <= {spec.max_frames}{where}. "
-                    f"Received: elastic={elastic!r}"
-                )
-            elastic = (int(span[0]), int(span[1]))
+            elastic = _frame_span(span, "elastic: {k: [low, high]}", spec.max_frames, where, f"elastic={elastic!r}")
         students = dict(raw.get("students") or {})
         for k, overrides in students.items():
             if k not in ks or not isinstance(overrides, Mapping):
@@ -169,16 +171,8 @@ class ZooConfig:
         training.update(raw.get("training") or {})
         span = training["teacher_train_k"]
         if span is not None:
-            if (
-                not isinstance(span, (list, tuple)) or len(span) != 2
-                or any(not isinstance(k, int) or isinstance(k, bool) for k in span)
-                or not 1 <= span[0] <= span[1] <= spec.max_frames
-            ):
-                raise ValueError(
-                    f"Expected 'training: {{teacher_train_k: [low, high]}}' with 1 <= low <= high <= "
-                    f"{spec.max_frames}{where}. Received: teacher_train_k={span!r}"
-                )
-            training["teacher_train_k"] = [int(span[0]), int(span[1])]
+            training["teacher_train_k"] = list(_frame_span(
+                span, "training: {teacher_train_k: [low, high]}", spec.max_frames, where, f"teacher_train_k={span!r}"))
         distill_from = raw.get("distill_from")
         if distill_from is not None and (not isinstance(distill_from, str) or not distill_from.strip()):
             raise ValueError(f"Expected 'distill_from' to name a zoo entry, e.g. nextvlad_teacher.audioset{where}. "
