@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import kdzoo  # noqa: E402
 from _device import default_output, environment, write_result  # noqa: E402
 from kdzoo.evaluation import predict_files, score  # noqa: E402
-from kdzoo.training import load_teacher  # noqa: E402
+from kdzoo.training.stages import teacher_distill_members  # noqa: E402
 from kdzoo.zoo.config import ZooConfig  # noqa: E402
 
 
@@ -48,10 +48,8 @@ def main(argv=None) -> int:
     datasets, evals = {c["dataset"] for c in cards}, {c["data"]["eval"] for c in cards}
     if args.recipe:
         recipe = ZooConfig.from_file(args.recipe)
-        for i, member in enumerate(recipe.teacher_distill_from):
-            member_config = ZooConfig.from_file(member["config"])
-            models[f"{pathlib.Path(member['config']).stem}:{member['weights']}"] = (
-                lambda c=member_config, w=member["weights"], i=i: load_teacher(c, w, name=f"member_{i}")[0])
+        for member, (member_config, model) in zip(recipe.teacher_distill_from, teacher_distill_members(recipe)):
+            models[f"{pathlib.Path(member['config']).stem}:{member['weights']}"] = lambda model=model: model
             datasets.add(member_config.dataset)
             evals.add(member_config.data["eval"])
     if len(models) < 2 or len(datasets) != 1 or len(evals) != 1:

@@ -247,15 +247,21 @@ def teacher_distiller(config: ZooConfig, teacher: keras.Model, **kwargs: Any) ->
                      prediction_weight=1.0, prediction_loss="bce", **subsets, **kwargs)
 
 
-def ensemble_teacher(config: ZooConfig) -> keras.Model:
+def teacher_distill_members(config: ZooConfig) -> list[tuple[ZooConfig, keras.Model]]:
     """The models of the recipe's ``teacher_distill_from`` (each ``{config, weights}``: a
-    recipe and its teacher's trained weights), loaded and averaged (`build_ensemble`; one
-    model is returned as it is)."""
+    recipe and its teacher's trained weights), loaded, with their recipes."""
     members = []
     for i, member in enumerate(config.teacher_distill_from):
         member_config = ZooConfig.from_file(member["config"])
         model, _ = load_teacher(member_config, member["weights"], name=f"member_{i}_{member_config.family}")
-        members.append(model)
+        members.append((member_config, model))
+    return members
+
+
+def ensemble_teacher(config: ZooConfig) -> keras.Model:
+    """The recipe's ``teacher_distill_from`` models averaged (`build_ensemble`; one model is
+    returned as it is)."""
+    members = [model for _, model in teacher_distill_members(config)]
     return members[0] if len(members) == 1 else build_ensemble(members, name="ensemble_teacher")
 
 
