@@ -34,6 +34,7 @@ from kdzoo import sampling
 from kdzoo.data.errors import data_errors
 from kdzoo.distillation import losses as kd_losses
 from kdzoo.distillation.arguments import MODES, check_arguments  # noqa: F401 (MODES: public here)
+from kdzoo.distillation.mixup import mixup_batch
 from kdzoo.models import embedding_size
 
 RANKING_METRICS = (kd_metrics.GlobalAveragePrecision, kd_metrics.MeanAveragePrecision)
@@ -80,6 +81,9 @@ class Distiller(keras.Model):
         metric_capacity: most videos one epoch of GAP/mAP metrics can hold.
         seed: seed of the random sampler: training step s draws with ``(seed, s)``,
             evaluation with ``(seed, 0)`` (the `kdzoo.sampling` seed rule).
+        mixup_alpha: > 0 mixes each training batch (`kdzoo.distillation.mixup.mixup_batch`:
+            frames, masks and labels, per-video weights from Beta(alpha, alpha)) before
+            both models see it; 0 turns it off. Validation and evaluation are never mixed.
 
     Call arguments (`predict`, `__call__`):
         inputs: ``{"frames": (batch, frames, features), "mask": (batch, frames)}``;
@@ -108,6 +112,7 @@ class Distiller(keras.Model):
         metrics: Sequence[str] = ("gap", "hit_at_one"),
         metric_capacity: int = 100_000,
         seed: int = 0,
+        mixup_alpha: float = 0.0,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -133,6 +138,9 @@ class Distiller(keras.Model):
         self.metric_names = tuple(metrics)
         self.metric_capacity = int(metric_capacity)
         self.seed = int(seed)
+        if not (isinstance(mixup_alpha, (int, float)) and not isinstance(mixup_alpha, bool) and mixup_alpha >= 0):
+            raise ValueError(f"Expected mixup_alpha >= 0 (0: no mixup). Received: mixup_alpha={mixup_alpha!r}")
+        self.mixup_alpha = float(mixup_alpha)
         self.feature_size = feature_size
 
         self.projection = None
@@ -383,6 +391,9 @@ class Distiller(keras.Model):
 
     def train_step(self, data):
         inputs, labels = self._unpack_batch(data)
+        if self.mixup_alpha > 0:
+            inputs = inputs if isinstance(inputs, Mapping) else {"frames": inputs}
+            inputs, labels = mixup_batch(inputs, labels, self.mixup_alpha, self.seed, self.optimizer.iterations)
         with tf.GradientTape() as tape:
             losses, student_out, teacher_out = self.compute_losses(inputs, labels, training=True)
             # Per-replica mean: gradients are summed across replicas by the optimizer.
@@ -449,6 +460,7 @@ class Distiller(keras.Model):
                 "metrics": list(self.metric_names),
                 "metric_capacity": self.metric_capacity,
                 "seed": self.seed,
+                "mixup_alpha": self.mixup_alpha,
             }
         )
         return config

@@ -237,14 +237,16 @@ def teacher_distiller(config: ZooConfig, teacher: keras.Model, **kwargs: Any) ->
 
     It learns from the labels (L_CE) alone, or with the recipe's ``teacher_distill_from``
     also from the mean prediction of those trained models (L_pred, BCE, weight 1; no L_rep),
-    frozen: a teacher distilled from an ensemble.
+    frozen: a teacher distilled from an ensemble. ``training.teacher_mixup: alpha`` trains
+    it on mixup batches (`Distiller`'s ``mixup_alpha``).
     """
     span = config.training.get("teacher_train_k")
-    subsets = {"train_sampler": "random", "train_k": tuple(span)} if span else {}
+    augment = {"train_sampler": "random", "train_k": tuple(span)} if span else {}
+    augment["mixup_alpha"] = float(config.training.get("teacher_mixup") or 0.0)
     if not config.teacher_distill_from:
-        return Distiller(None, teacher, k=None, **subsets, **kwargs)
+        return Distiller(None, teacher, k=None, **augment, **kwargs)
     return Distiller(ensemble_teacher(config), teacher, k=None, ce_weight=1.0, representation_weight=0.0,
-                     prediction_weight=1.0, prediction_loss="bce", **subsets, **kwargs)
+                     prediction_weight=1.0, prediction_loss="bce", **augment, **kwargs)
 
 
 def teacher_distill_members(config: ZooConfig) -> list[tuple[ZooConfig, keras.Model]]:

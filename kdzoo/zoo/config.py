@@ -26,6 +26,7 @@ for every k in ``k``. Keys::
     training: {...}                 # epochs, student_epochs, batch_size, learning_rate, student_learning_rate, validation_fraction, patience
                                     #   teacher_train_k: [low, high]: the teacher trains on a random subset of
                                     #   low..high frames each step (evaluated on all of them)
+                                    #   teacher_mixup: alpha > 0: the teacher trains on mixup batches
     data: {train: GLOB, eval: GLOB} # relative to --data-dir, or absolute / gs:// paths
     tune: {...}                     # optional: the `kdzoo tune` search space (`ZooConfig.tune`; parsed
                                     #   into settings by kdzoo.tuning.parse_tune_section)
@@ -64,6 +65,7 @@ TRAINING_DEFAULTS = {
     "patience": 3,
     "warmup_epochs": 0,  # > 0: linear warm-up then cosine decay of the learning rate
     "teacher_train_k": None,  # [low, high]: the teacher trains on a random subset of low..high frames per step
+    "teacher_mixup": 0.0,  # alpha > 0: the teacher trains on mixup batches (`Distiller(mixup_alpha=...)`)
     "seed": 0,
     "seeds": None,  # e.g. [0, 1, 2]: the students whose k is in seed_k are trained once per seed
     "seed_k": [],
@@ -173,6 +175,10 @@ class ZooConfig:
         if span is not None:
             training["teacher_train_k"] = list(_frame_span(
                 span, "training: {teacher_train_k: [low, high]}", spec.max_frames, where, f"teacher_train_k={span!r}"))
+        mixup = training["teacher_mixup"]
+        if not isinstance(mixup, (int, float)) or isinstance(mixup, bool) or mixup < 0:
+            raise ValueError(f"Expected 'training: {{teacher_mixup: ALPHA}}' with ALPHA >= 0 (0: off){where}. "
+                             f"Received: teacher_mixup={mixup!r}")
         distill_from = raw.get("distill_from")
         if distill_from is not None and (not isinstance(distill_from, str) or not distill_from.strip()):
             raise ValueError(f"Expected 'distill_from' to name a zoo entry, e.g. nextvlad_teacher.audioset{where}. "
