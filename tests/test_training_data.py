@@ -138,6 +138,28 @@ def test_students_train_at_the_student_learning_rate(tmp_path, count_spy, monkey
     assert rates == {"teacher": 0.002, "distilled": 0.007, "no_teacher_uniform": 0.007}
 
 
+def test_kdzoo_train_teacher_only_writes_the_teacher_entry_alone(tmp_path, monkeypatch, capsys):
+    write_audioset_train(tmp_path / "data" / "audioset", VIDEOS, 2)
+    config = tmp_path / "netvlad.audioset.yaml"
+    config.write_text(TRAIN_YAML)
+    seen = []
+
+    def fit_stage(distiller, train_ds, val_ds, run_dir, **kwargs):
+        seen.append(pathlib.Path(run_dir).name)
+        return {"epochs_run": 0, "best_val_gap": None, "history": {}}
+
+    monkeypatch.setattr(stages, "fit_stage", fit_stage)
+    out = tmp_path / "out"
+    args = ["train", str(config), "--data-dir", str(tmp_path / "data"), "--work-dir", str(tmp_path / "runs"),
+            "--out", str(out), "--epochs", "1", "--progress", "0", "--teacher-only"]
+    assert main(args) == 0
+    assert seen == ["teacher"]
+    assert sorted(p.name for p in out.iterdir()) == ["netvlad_teacher.audioset"]
+    capsys.readouterr()
+    assert main([*args, "--k", "2"]) == 1
+    assert "--teacher-only" in capsys.readouterr().err
+
+
 def test_kdzoo_train_reuses_a_trained_teacher(tmp_path, monkeypatch, capsys):
     write_audioset_train(tmp_path / "data" / "audioset", VIDEOS, 2)
     config_path = tmp_path / "netvlad.audioset.yaml"

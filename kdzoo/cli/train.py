@@ -26,6 +26,8 @@ def add_parser(sub, parent) -> None:
     p.add_argument("--k", type=int, nargs="+", default=None, help="a subset of the config's students' k")
     p.add_argument("--no-baselines", action="store_true", help="skip the no-teacher students")
     p.add_argument("--no-elastic", action="store_true", help="skip the config's elastic student")
+    p.add_argument("--teacher-only", action="store_true",
+                   help="train (or, with --teacher-weights, re-evaluate) the teacher and write its entry alone")
     p.add_argument("--teacher-weights", default=None, metavar="ENTRY|FILE",
                    help="reuse a trained teacher of this config (a zoo entry folder such as "
                         "pretrained/netvlad_teacher.audioset, or a .weights.h5) instead of training it")
@@ -47,9 +49,11 @@ def run_train(args: argparse.Namespace) -> int:
     from kdzoo.zoo.config import ZooConfig
 
     config = ZooConfig.from_file(args.config)
+    if args.teacher_only and args.k:
+        raise ValueError("--teacher-only trains no students; leave out --k.")
     written = train_zoo_config(
-        config, args.data_dir, out_dir=args.out, work_dir=args.work_dir, ks=args.k,
-        baselines=not args.no_baselines, train_elastic=not args.no_elastic, epochs=args.epochs,
+        config, args.data_dir, out_dir=args.out, work_dir=args.work_dir, ks=() if args.teacher_only else args.k,
+        baselines=not args.no_baselines, train_elastic=not (args.no_elastic or args.teacher_only), epochs=args.epochs,
         command=args.command_line, verbose=args.progress, teacher_weights=args.teacher_weights,
     )
     for name, meta in written.items():

@@ -181,9 +181,10 @@ def train_zoo_config(
     metrics measured now. With the config's ``distill_from`` the students learn from that
     zoo entry instead; their cards name it (``distilled_from``) and still pair them with,
     and cost them against, the recipe's own teacher. Returns the metadata written for
-    each entry name.
+    each entry name. ``ks=()`` with ``train_elastic=False`` writes the teacher's entry alone.
     """
-    ks = tuple(ks or config.ks)
+    ks = tuple(config.ks if ks is None else ks)
+    train_elastic = bool(train_elastic and config.elastic)
     base = card_metadata(config, data_dir, command)
     written: dict[str, dict] = {}
 
@@ -205,7 +206,7 @@ def train_zoo_config(
     )
     artifacts.atomic_save_model(teacher, keras_model_path(work_dir, config.teacher_name(tagged=True)))
     source, source_name = teacher, None  # what the students learn from
-    if config.distill_from:
+    if config.distill_from and (ks or train_elastic):
         source, summary = distilling_teacher(config)
         source_name = summary["name"]
         base = dict(base, distilled_from=summary)  # on every student card below
@@ -225,7 +226,7 @@ def train_zoo_config(
             pathlib.Path(out_dir) / name, student, config.model_config("student", k), meta
         )
         artifacts.atomic_save_model(student, keras_model_path(work_dir, config.student_name(k, tagged=True)))
-    if config.elastic and train_elastic:
+    if train_elastic:
         name = config.elastic_name(tagged=True)
         student, record = train_student(
             config, None, source, data_dir, work_dir, elastic=True, epochs=epochs, verbose=verbose, data=data,
