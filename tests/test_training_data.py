@@ -138,10 +138,8 @@ def test_students_train_at_the_student_learning_rate(tmp_path, count_spy, monkey
     assert rates == {"teacher": 0.002, "distilled": 0.007, "no_teacher_uniform": 0.007}
 
 
-def test_kdzoo_train_teacher_only_writes_the_teacher_entry_alone(tmp_path, monkeypatch, capsys):
-    write_audioset_train(tmp_path / "data" / "audioset", VIDEOS, 2)
-    config = tmp_path / "netvlad.audioset.yaml"
-    config.write_text(TRAIN_YAML)
+def _record_stages(monkeypatch) -> list[str]:
+    """Replaces training by a stub; returns the list of the stages' run folder names it saw."""
     seen = []
 
     def fit_stage(distiller, train_ds, val_ds, run_dir, **kwargs):
@@ -149,6 +147,14 @@ def test_kdzoo_train_teacher_only_writes_the_teacher_entry_alone(tmp_path, monke
         return {"epochs_run": 0, "best_val_gap": None, "history": {}}
 
     monkeypatch.setattr(stages, "fit_stage", fit_stage)
+    return seen
+
+
+def test_kdzoo_train_teacher_only_writes_the_teacher_entry_alone(tmp_path, monkeypatch, capsys):
+    write_audioset_train(tmp_path / "data" / "audioset", VIDEOS, 2)
+    config = tmp_path / "netvlad.audioset.yaml"
+    config.write_text(TRAIN_YAML)
+    seen = _record_stages(monkeypatch)
     out = tmp_path / "out"
     args = ["train", str(config), "--data-dir", str(tmp_path / "data"), "--work-dir", str(tmp_path / "runs"),
             "--out", str(out), "--epochs", "1", "--progress", "0", "--teacher-only"]
@@ -171,13 +177,7 @@ def test_kdzoo_train_reuses_a_trained_teacher(tmp_path, monkeypatch, capsys):
     entry.mkdir(parents=True)
     teacher.save_weights(entry / "model.weights.h5")
     (entry / "metadata.json").write_text('{"best_val_gap": 0.5, "epochs_run": 7}')
-    seen = []
-
-    def fit_stage(distiller, train_ds, val_ds, run_dir, **kwargs):
-        seen.append(pathlib.Path(run_dir).name)
-        return {"epochs_run": 0, "best_val_gap": None, "history": {}}
-
-    monkeypatch.setattr(stages, "fit_stage", fit_stage)
+    seen = _record_stages(monkeypatch)
     out = tmp_path / "out"
     args = ["train", str(config_path), "--data-dir", str(tmp_path / "data"), "--work-dir", str(tmp_path / "runs"),
             "--out", str(out), "--epochs", "1", "--progress", "0", "--no-baselines"]
