@@ -34,7 +34,7 @@ from kdzoo import sampling
 from kdzoo.data.errors import data_errors
 from kdzoo.distillation import losses as kd_losses
 from kdzoo.distillation.arguments import MODES, check_arguments  # noqa: F401 (MODES: public here)
-from kdzoo.distillation.mixup import mixup_batch
+from kdzoo.distillation.mixup import check_mixup_alpha, mixup_batch
 from kdzoo.models import embedding_size
 
 RANKING_METRICS = (kd_metrics.GlobalAveragePrecision, kd_metrics.MeanAveragePrecision)
@@ -138,9 +138,7 @@ class Distiller(keras.Model):
         self.metric_names = tuple(metrics)
         self.metric_capacity = int(metric_capacity)
         self.seed = int(seed)
-        if not (isinstance(mixup_alpha, (int, float)) and not isinstance(mixup_alpha, bool) and mixup_alpha >= 0):
-            raise ValueError(f"Expected mixup_alpha >= 0 (0: no mixup). Received: mixup_alpha={mixup_alpha!r}")
-        self.mixup_alpha = float(mixup_alpha)
+        self.mixup_alpha = check_mixup_alpha(mixup_alpha)
         self.feature_size = feature_size
 
         self.projection = None

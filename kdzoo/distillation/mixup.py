@@ -27,6 +27,14 @@ _MASK_KEYS = ("mask", "student_mask")
 _SEED_OFFSET = 0x6D69787570
 
 
+def check_mixup_alpha(alpha: Any, name: str = "mixup_alpha", where: str = "") -> float:
+    """`alpha` as a float; a ValueError naming `name` (and `where`, e.g. " in FILE") unless it
+    is a number >= 0 (0: no mixup)."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha < 0:
+        raise ValueError(f"Expected {name} >= 0 (0: no mixup){where}. Received: {name}={alpha!r}")
+    return float(alpha)
+
+
 def mixup_weights(batch, alpha: float, seed: int = 0, step=None) -> tuple[tf.Tensor, tf.Tensor]:
     """``(lam, partner)`` of one batch: ``lam`` (batch,) float32 from Beta(alpha, alpha) and
     ``partner`` (batch,) int32, a random permutation; deterministic in ``(seed, step)``."""

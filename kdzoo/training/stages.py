@@ -242,7 +242,7 @@ def teacher_distiller(config: ZooConfig, teacher: keras.Model, **kwargs: Any) ->
     """
     span = config.training.get("teacher_train_k")
     augment = {"train_sampler": "random", "train_k": tuple(span)} if span else {}
-    augment["mixup_alpha"] = float(config.training.get("teacher_mixup") or 0.0)
+    augment["mixup_alpha"] = config.training["teacher_mixup"]
     if not config.teacher_distill_from:
         return Distiller(None, teacher, k=None, **augment, **kwargs)
     return Distiller(ensemble_teacher(config), teacher, k=None, ce_weight=1.0, representation_weight=0.0,

@@ -51,6 +51,7 @@ from typing import Any
 import yaml
 
 from kdzoo.data import DatasetSpec, get_spec
+from kdzoo.distillation.mixup import check_mixup_alpha
 from kdzoo.models import FAMILIES
 from kdzoo.sampling import SAMPLERS
 from kdzoo.zoo import names
@@ -175,10 +176,7 @@ class ZooConfig:
         if span is not None:
             training["teacher_train_k"] = list(_frame_span(
                 span, "training: {teacher_train_k: [low, high]}", spec.max_frames, where, f"teacher_train_k={span!r}"))
-        mixup = training["teacher_mixup"]
-        if not isinstance(mixup, (int, float)) or isinstance(mixup, bool) or mixup < 0:
-            raise ValueError(f"Expected 'training: {{teacher_mixup: ALPHA}}' with ALPHA >= 0 (0: off){where}. "
-                             f"Received: teacher_mixup={mixup!r}")
+        training["teacher_mixup"] = check_mixup_alpha(training["teacher_mixup"], "training.teacher_mixup", where)
         distill_from = raw.get("distill_from")
         if distill_from is not None and (not isinstance(distill_from, str) or not distill_from.strip()):
             raise ValueError(f"Expected 'distill_from' to name a zoo entry, e.g. nextvlad_teacher.audioset{where}. "
